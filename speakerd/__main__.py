@@ -1,10 +1,104 @@
 """The command line: run, check-config, devices, selftest, emulate."""
 
+from __future__ import annotations
+
+import argparse
+import json
 import sys
+
+from .config import DEFAULT_PATH, EX_CONFIG, ConfigError, load_config
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    try:
+        load_config(args.path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"{args.path}: {len(exc.problems)} problem(s)", file=sys.stderr)
+        return EX_CONFIG
+    print(f"{args.path}: ok")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .daemon import run_daemon
+
+    return run_daemon(args.config)
+
+
+def _devices(args: argparse.Namespace) -> int:
+    from .audio import list_devices
+
+    devices = list_devices()
+    if args.json:
+        print(json.dumps(devices, indent=2))
+        return 0
+    for section, names in devices.items():
+        print(f"{section}:")
+        for name in names or ["(none)"]:
+            print(f"  {name}")
+    return 0
+
+
+def _selftest(args: argparse.Namespace) -> int:
+    from .selftest import selftest
+
+    return selftest(args.config, seconds=args.seconds, button_timeout=args.button_timeout)
+
+
+def _emulate(args: argparse.Namespace) -> int:
+    from .emulator import main as emulator_main
+
+    return emulator_main(args.rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="speakerd",
+        description="A push-to-talk voice assistant on Deepgram's Voice Agent API.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run the daemon (what the systemd unit starts)",
+                       description="Run the daemon until SIGTERM/SIGINT; SIGHUP reloads the config. "
+                                   "Exit codes: 0 after a signal, 1 after a crash, 78 for a bad config. "
+                                   "The API key comes from DEEPGRAM_API_KEY, the systemd credential "
+                                   "deepgram_api_key, or agent.api_key_file.")
+    p.add_argument("--config", default=DEFAULT_PATH, help=f"the YAML config (default {DEFAULT_PATH})")
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("check-config", help="validate a config file and list every problem",
+                       description="Validate PATH; print every problem as 'section.key: message'. "
+                                   "Exit 0 when valid, 78 otherwise.")
+    p.add_argument("path", nargs="?", default=DEFAULT_PATH, help=f"the YAML config (default {DEFAULT_PATH})")
+    p.set_defaults(func=_check_config)
+
+    p = sub.add_parser("devices", help="list ALSA cards and PCM names",
+                       description="List ALSA cards and PCM names to put in audio.input.device and "
+                                   "audio.output.device (prefer names such as plughw:CARD=Name).")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_devices)
+
+    p = sub.add_parser("selftest", help="hardware bring-up check: tone, mic level, LEDs, button",
+                       description="Play a tone, record a few seconds and report level and clipping, "
+                                   "cycle the LEDs through every state, then wait for a button press.")
+    p.add_argument("--config", default=DEFAULT_PATH, help=f"the YAML config (default {DEFAULT_PATH})")
+    p.add_argument("--seconds", type=float, default=3.0, help="how long to record (default 3)")
+    p.add_argument("--button-timeout", type=float, default=10.0,
+                   help="how long to wait for a press (default 10; 0 skips)")
+    p.set_defaults(func=_selftest)
+
+    p = sub.add_parser("emulate", help="a local Voice Agent server for offline use and tests",
+                       description="Run the local agent emulator; 'speakerd emulate --help' lists its "
+                                   "options.", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="emulator options (see --help)")
+    p.set_defaults(func=_emulate)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    raise SystemExit("not yet")
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
 
 
 if __name__ == "__main__":

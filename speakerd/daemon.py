@@ -1,0 +1,276 @@
+"""Builds and wires everything: start and stop order, signals, sd_notify, exit codes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from . import protocol
+from .agent import AgentLink, Received
+from .config import EX_CONFIG, Config, ConfigError, load_api_key, load_config
+from .session import ButtonPressed, ButtonReleased, DeviceChanged, Router, Session, UplinkStarted
+
+log = logging.getLogger(__name__)
+
+EX_OK = 0
+EX_CRASH = 1
+STOP_TIMEOUT = 2.0
+
+
+@dataclass
+class Hooks:
+    """Seams for tests and the demo: device openers and observers (defaults: the real devices)."""
+    open_source: Callable[[], Any] | None = None
+    open_sink: Callable[[], Any] | None = None
+    mixer_factory: Callable[[str, str], Any] | None = None
+    on_state: Callable[[str], None] | None = None
+    on_text: Callable[[str, str], None] | None = None
+
+
+class Parts:
+    """One generation of running components, built from one config (a reload builds anew)."""
+
+    def __init__(self, cfg: Config, api_key: str, notifier: Any, hooks: Hooks) -> None:
+        from .audio import AlsaMixer, AudioFormat, open_sink, open_source
+        from .button import PushButton
+        from .convlog import ConversationLog
+        from .functions import FunctionRunner
+        from .leds import StatusLeds
+        from .mic import Mic
+        from .outputs import GpioOutputs
+        from .speaker import Speaker
+
+        self.cfg = cfg
+        self._api_key = api_key
+        self.leds = StatusLeds(cfg.leds)
+        self.convlog = ConversationLog(cfg.log.state_dir, enabled=cfg.log.conversation_log,
+                                       max_bytes=cfg.log.conversation_log_max_bytes,
+                                       backups=cfg.log.conversation_log_backups)
+        post = self._post
+        self.speaker = Speaker(
+            hooks.open_sink or (lambda: open_sink(cfg.audio.output)),
+            AudioFormat.from_output(cfg.audio.output), on_event=post,
+            late_audio_timeout=cfg.session.late_audio_timeout, chimes=cfg.chimes,
+            on_device=lambda ok, msg: post(DeviceChanged("speaker", ok, msg)))
+        recorder = None
+        if cfg.log.debug_audio_dir:
+            from .recorder import WavRecorder
+            recorder = WavRecorder(
+                cfg.log.debug_audio_dir, cfg.log.debug_audio_max_files,
+                rates={"uplink": cfg.audio.input.sample_rate, "reply": cfg.audio.output.sample_rate},
+                widths={"uplink": 2, "reply": 1 if cfg.audio.output.encoding == "mulaw" else 2})
+        self.router = Router(self.speaker, recorder)
+        self.mic = Mic(
+            hooks.open_source or (lambda: open_source(cfg.audio.input)),
+            AudioFormat.from_input(cfg.audio.input), self.router.uplink,
+            buffer_seconds=cfg.audio.input.connect_buffer_seconds,
+            on_device=lambda ok, msg: post(DeviceChanged("microphone", ok, msg)),
+            on_first_send=lambda t: post(UplinkStarted(t)))
+        gpio_pins = [(f.action.pin, f.action.active_high) for f in cfg.functions
+                     if f.action is not None and f.action.type == "gpio"]
+        self.outputs = GpioOutputs(gpio_pins) if gpio_pins else None
+        self.runner = FunctionRunner(cfg.functions, on_result=post,
+                                     mixer_factory=hooks.mixer_factory or AlsaMixer,
+                                     outputs=self.outputs)
+        self.session = Session(
+            cfg, connect=self._connect, mic=self.mic, speaker=self.speaker, leds=self.leds,
+            router=self.router, runner=self.runner, convlog=self.convlog, status=notifier,
+            on_state=hooks.on_state, on_text=hooks.on_text,
+            watchdog_interval=notifier.watchdog_interval() if notifier is not None else None)
+        self._button_cls = PushButton
+        self.button: Any = None
+        self.links: list[AgentLink] = []
+
+    def _post(self, event: object) -> None:
+        self.session.post(event)
+
+    def _connect(self, settings: str) -> AgentLink:
+        cfg = self.cfg.agent
+        dialect = protocol.Dialect(cfg.dialect)
+        link = AgentLink(url=cfg.url or protocol.DEFAULT_URLS[dialect], api_key=self._api_key,
+                         dialect=dialect, settings=settings, on_event=self._on_link_event,
+                         on_audio=self.router.audio, connect_timeout=cfg.connect_timeout,
+                         keepalive_interval=cfg.keepalive_interval, ping_interval=cfg.ping_interval,
+                         ca_file=cfg.ca_file)
+        # Old links are kept only until their threads are gone, so a stop can join them.
+        self.links = [old for old in self.links if not old.join(0)] + [link]
+        return link.start()
+
+    def _on_link_event(self, event: object) -> None:
+        # agent-rx: the router acts in arrival order before the session hears of it.
+        if isinstance(event, Received):
+            self.router.event(event.link, event.event)
+        self.session.post(event)
+
+    def start(self) -> None:
+        """Start in dependency order: outputs first, the button last (presses need a session)."""
+        self.leds.show("idle")
+        self.speaker.start()
+        self.mic.start()
+        self.session.start()
+        self.button = self._button_cls(
+            self.cfg.button, on_press=lambda t: self._post(ButtonPressed(t)),
+            on_release=lambda t: self._post(ButtonReleased(t)))
+
+    def stop(self) -> None:
+        """Stop in reverse order; every step is bounded and a stuck thread is logged, not waited on."""
+        steps: list[tuple[str, Callable[[], object]]] = [
+            ("button", lambda: self.button and self.button.close()),
+            ("session", lambda: self.session.stop(STOP_TIMEOUT / 4)),
+            ("links", lambda: [link.join(STOP_TIMEOUT / 4) for link in self.links]),
+            ("mic", lambda: self.mic.stop(STOP_TIMEOUT / 4)),
+            ("speaker", lambda: self.speaker.stop(STOP_TIMEOUT / 4)),
+            ("functions", self.runner.close),
+            ("outputs", lambda: self.outputs and self.outputs.close()),
+            ("leds", self.leds.close),
+            ("conversation log", self.convlog.close),
+        ]
+        for name, step in steps:
+            try:
+                step()
+            except Exception:  # noqa: BLE001 - one part failing to stop must not keep the rest running
+                log.exception("stopping %s failed", name)
+
+
+class Daemon:
+    """The running service: one Parts at a time, signals, readiness and reload."""
+
+    def __init__(self, config_path: str | None, cfg: Config, api_key: str, *,
+                 notifier: Any = None, hooks: Hooks | None = None) -> None:
+        from .notify import Notifier
+
+        self.config_path = config_path
+        self.cfg = cfg
+        self._api_key = api_key
+        self.notifier = notifier if notifier is not None else Notifier()
+        self.hooks = hooks or Hooks()
+        self.parts: Parts | None = None
+        self._wake = threading.Event()
+        self._stop_requested = False
+        self._reload_requested = False
+        self._crash: BaseException | None = None
+        self.exit_code: int | None = None
+
+    # --- signals and crashes (any thread: they only set a flag and wake the main loop) ----
+
+    def request_stop(self, *_: object) -> None:
+        self._stop_requested = True
+        self._wake.set()
+
+    def request_reload(self, *_: object) -> None:
+        self._reload_requested = True
+        self._wake.set()
+
+    def _thread_crashed(self, args: threading.ExceptHookArgs) -> None:
+        log.critical("thread %s crashed", args.thread.name if args.thread else "?",
+                     exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+        self._crash = args.exc_value or RuntimeError("thread crash")
+        self._wake.set()
+
+    def install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGHUP, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            self.request_reload()
+        else:
+            self.request_stop()
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        threading.excepthook = self._thread_crashed
+        self.parts = Parts(self.cfg, self._api_key, self.notifier, self.hooks)
+        self.parts.start()
+        # Ready once the devices are being served; the network is not waited for (connect on press).
+        self.notifier.ready()
+        log.info("speakerd ready (%s dialect, button %s in %s mode)", self.cfg.agent.dialect,
+                 self.cfg.button.pin, self.cfg.button.mode)
+
+    def run(self) -> int:
+        """Serve until a signal or a crash; return the exit code."""
+        try:
+            self.start()
+        except Exception as exc:  # noqa: BLE001 - a failure to start is a crash: systemd restarts us
+            log.critical("cannot start: %s", exc, exc_info=True)
+            self._shutdown()
+            return EX_CRASH
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._crash is not None:
+                self._shutdown()
+                self.exit_code = EX_CRASH
+                return EX_CRASH
+            if self._stop_requested:
+                self._shutdown()
+                self.exit_code = EX_OK
+                return EX_OK
+            if self._reload_requested:
+                self._reload_requested = False
+                self.reload()
+
+    def reload(self) -> bool:
+        """Re-read the config; a broken file leaves the running config in place."""
+        self.notifier.reloading()
+        path = self.config_path
+        try:
+            if path is None:
+                raise ConfigError(["(no config file to reload)"])
+            cfg = load_config(path)
+            key = load_api_key(cfg.agent)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("reload: %s", problem)
+            log.error("reload failed; still running the previous config")
+            self.notifier.status(f"reload failed: {exc.problems[0]}"[:200])
+            self.notifier.ready()
+            return False
+        log.info("reloading the config from %s", path)
+        if self.parts is not None:
+            self.parts.stop()
+        self.cfg, self._api_key = cfg, key
+        self.parts = Parts(cfg, key, self.notifier, self.hooks)
+        self.parts.start()
+        self.notifier.ready()
+        return True
+
+    def _shutdown(self) -> None:
+        self.notifier.stopping()
+        started = time.monotonic()
+        if self.parts is not None:
+            self.parts.stop()
+        log.info("stopped in %.2f s", time.monotonic() - started)
+
+
+def configure_logging(level: str) -> None:
+    """Thread name in every line; no timestamps under journald (it adds its own)."""
+    fmt = "%(threadName)s %(levelname)s %(name)s: %(message)s"
+    if not os.environ.get("JOURNAL_STREAM"):
+        fmt = "%(asctime)s " + fmt
+    logging.basicConfig(level=getattr(logging, level, logging.INFO), format=fmt, force=True)
+
+
+def run_daemon(config_path: str) -> int:
+    """`speakerd run`: load the config and the key, then serve. Exit 78 on bad config."""
+    configure_logging("INFO")
+    try:
+        cfg = load_config(config_path)
+        configure_logging(cfg.log.level)
+        key = load_api_key(cfg.agent)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            log.error("%s", problem)
+        return EX_CONFIG
+    daemon = Daemon(config_path, cfg, key)
+    daemon.install_signals()
+    return daemon.run()
