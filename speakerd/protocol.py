@@ -254,7 +254,6 @@ class _Fields:
     def objects(self, key: str, *, required: bool = False) -> list[_Fields]:
         out = []
         for i, item in enumerate(self.array(key, required=required)):
-            if not isinstance(item, dict):
             where = f"{self.where}.{key}[{i}]"
             if not isinstance(item, dict):
                 raise ProtocolError(f"{where}: expected an object, got {_kind(item)}")
