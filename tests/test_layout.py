@@ -1,0 +1,44 @@
+"""The house rules of the package layout: each device library is imported by its one owner."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "speakerd"
+
+# library -> the only modules allowed to import it (design.md §2)
+OWNERS = {
+    "alsaaudio": {"audio"},
+    "gpiozero": {"button", "leds", "outputs"},
+    "websocket": {"agent"},
+    "websockets": {"emulator"},
+    "asyncio": set(),
+}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("library", sorted(OWNERS))
+def test_only_the_owner_module_imports_each_device_library(library: str) -> None:
+    """alsaaudio, gpiozero and websocket each stay behind one module; no asyncio anywhere."""
+    importers = {path.stem.split("_")[0] if path.stem.startswith("emulator") else path.stem
+                 for path in PACKAGE.glob("*.py") if library in _imports(path)}
+    assert importers <= OWNERS[library], f"{library} imported by {sorted(importers - OWNERS[library])}"
+
+
+def test_protocol_is_pure() -> None:
+    """The codec imports no sockets, threads or device libraries."""
+    forbidden = {"socket", "threading", "websocket", "websockets", "alsaaudio", "gpiozero"}
+    assert not _imports(PACKAGE / "protocol.py") & forbidden
