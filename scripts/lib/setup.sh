@@ -2,7 +2,11 @@
 # Installs the Debian packages speakerd needs (when we may), creates .venv and installs the package.
 
 VENV="${SPEAKERD_VENV:-$PWD/.venv}"
-APT_PACKAGES=(libasound2-dev python3-dev python3-venv gcc pulseaudio pulseaudio-utils libasound2-plugins alsa-utils)
+# libasound2-dev, python3-dev, gcc: pyalsaaudio is only published as an sdist and compiles.
+# pulseaudio, pulseaudio-utils, libasound2-plugins: the real-time audio tier (null sinks behind ALSA).
+# alsa-utils: aplay/arecord for troubleshooting and `speakerd devices` cross-checks.
+# systemd: systemd-analyze, to verify and score the shipped unit (a container lacks it).
+APT_PACKAGES=(libasound2-dev python3-dev python3-venv gcc pulseaudio pulseaudio-utils libasound2-plugins alsa-utils systemd)
 
 _missing_apt() {
     local missing=() p
