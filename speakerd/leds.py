@@ -1,0 +1,158 @@
+"""The status LEDs: maps each state to the configured pattern and lets gpiozero animate it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from colorzero import Color
+from gpiozero import LED, PWMLED, RGBLED
+
+from .config import DEFAULT_PATTERNS, STATES, LedConfig, Pattern
+
+log = logging.getLogger(__name__)
+
+# Enough transitions to read a whole conversation back in a test or a demo printout.
+HISTORY_MAX = 200
+
+RGB = tuple[float, float, float]
+
+
+class _DimmablePWMLED(PWMLED):
+    """A PWMLED whose every write is scaled, so gpiozero's own blink and pulse honour brightness."""
+
+    scale: float = 1.0
+
+    def _write(self, value: Any) -> None:
+        super()._write(value * self.scale)
+
+
+def parse_color(text: str) -> RGB:
+    """An (r, g, b) triple in 0..1 from a colour name or #rrggbb; white when empty."""
+    if not text:
+        return (1.0, 1.0, 1.0)
+    r, g, b = Color(text).rgb
+    return (float(r), float(g), float(b))
+
+
+class _Light:
+    """One configured LED and the patterns it shows."""
+
+    def __init__(self, cfg: LedConfig) -> None:
+        self.cfg = cfg
+        self.kind = cfg.kind
+        self.device: LED | _DimmablePWMLED | RGBLED
+        if cfg.kind == "rgb":
+            red, green, blue = cfg.pins
+            self.device = RGBLED(red, green, blue, active_high=cfg.active_high, pwm=True)
+        elif cfg.kind == "pwm":
+            self.device = _DimmablePWMLED(cfg.pins[0], active_high=cfg.active_high)
+        else:
+            self.device = LED(cfg.pins[0], active_high=cfg.active_high)
+        self.colors: dict[str, RGB] = {}
+        if cfg.kind == "rgb":
+            for state, pattern in cfg.patterns.items():
+                try:
+                    self.colors[state] = parse_color(pattern.color)
+                except ValueError:
+                    # The config loader does not check colours; a typo shows white, not a crash.
+                    log.warning("leds: %s: unknown colour %r for state %s; using white",
+                                ",".join(cfg.pins), pattern.color, state)
+                    self.colors[state] = (1.0, 1.0, 1.0)
+
+    def pattern(self, state: str) -> Pattern:
+        return self.cfg.patterns.get(state) or DEFAULT_PATTERNS[state]
+
+    def show(self, state: str) -> None:
+        p = self.pattern(state)
+        dev = self.device
+        if isinstance(dev, RGBLED):
+            level = p.brightness
+            color = tuple(c * level for c in self.colors.get(state, (1.0, 1.0, 1.0)))
+            if p.effect == "off" or level == 0:
+                dev.off()
+            elif p.effect == "on":
+                dev.color = color
+            elif p.effect == "blink":
+                dev.blink(on_time=p.on_time, off_time=p.off_time, on_color=color, background=True)
+            else:
+                dev.pulse(fade_in_time=p.on_time, fade_out_time=p.off_time, on_color=color,
+                          background=True)
+        elif isinstance(dev, _DimmablePWMLED):
+            if p.effect == "off" or p.brightness == 0:
+                dev.off()
+                return
+            # off() above and each effect below stop the previous animation first, so the
+            # new scale never applies to a half-finished old one.
+            dev.off()
+            dev.scale = p.brightness
+            if p.effect == "on":
+                dev.on()
+            elif p.effect == "blink":
+                dev.blink(on_time=p.on_time, off_time=p.off_time, background=True)
+            else:
+                dev.pulse(fade_in_time=p.on_time, fade_out_time=p.off_time, background=True)
+        else:
+            if p.effect == "off" or p.brightness == 0:
+                dev.off()
+            elif p.effect == "on":
+                dev.on()
+            else:
+                # A plain LED cannot fade: a pulse becomes a blink with the same rhythm.
+                dev.blink(on_time=p.on_time, off_time=p.off_time, background=True)
+
+    def close(self) -> None:
+        self.device.close()
+
+
+class StatusLeds:
+    """Owns the status LEDs and what they show; show() is called from the session thread only."""
+
+    def __init__(self, leds: Sequence[LedConfig]) -> None:
+        self._lights: list[_Light] = []
+        # show() runs on the session thread while a demo or test reads state/history from another.
+        self._lock = threading.Lock()
+        self.state = ""
+        self.history: list[str] = []
+        self._closed = False
+        try:
+            for cfg in leds:
+                self._lights.append(_Light(cfg))
+        except Exception:
+            # Free the pins already claimed so a retry (or the next test) can claim them again.
+            self.close()
+            raise
+        log.debug("leds: %d configured", len(self._lights))
+
+    def show(self, state: str) -> None:
+        """Show one of config.STATES; showing the state already shown changes nothing."""
+        if state not in STATES:
+            log.warning("leds: unknown state %r ignored", state)
+            return
+        with self._lock:
+            if self._closed or state == self.state:
+                return
+            self.state = state
+            self.history.append(state)
+            if len(self.history) > HISTORY_MAX:
+                del self.history[: len(self.history) - HISTORY_MAX]
+            for light in self._lights:
+                try:
+                    light.show(state)
+                except Exception:  # a failing LED must not take the conversation down
+                    log.exception("leds: cannot show %s on %s", state, ",".join(light.cfg.pins))
+
+    def close(self) -> None:
+        """Turn the LEDs off and release their pins; safe to call twice."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            lights, self._lights = self._lights, []
+        for light in lights:
+            try:
+                light.close()
+            except Exception:
+                log.exception("leds: closing %s failed", ",".join(light.cfg.pins))
