@@ -1,0 +1,71 @@
+"""The local chimes (press, error, goodbye), synthesised at the output rate and encoding."""
+
+from __future__ import annotations
+
+import math
+import sys
+from array import array
+from functools import lru_cache
+
+from .audio import AudioFormat
+
+NAMES = ("press", "error", "goodbye")
+
+# Each chime is a list of (start Hz, end Hz, seconds) notes with a short gap between notes.
+_NOTES: dict[str, tuple[tuple[float, float, float], ...]] = {
+    "press": ((660.0, 990.0, 0.07),),                       # a short rising blip
+    "error": ((330.0, 330.0, 0.11), (262.0, 262.0, 0.11)),  # two low tones
+    "goodbye": ((784.0, 784.0, 0.1), (523.0, 523.0, 0.14)),  # a falling pair
+}
+_GAP = 0.03
+_FADE = 0.005  # seconds of fade in and out per note, so the edges do not click
+
+
+def _linear_to_mulaw(sample: int) -> int:
+    """G.711 mu-law code for a 16-bit sample."""
+    bias, clip = 0x84, 32635
+    sign = 0x80 if sample < 0 else 0
+    if sample < 0:
+        sample = -sample
+    sample = min(sample, clip) + bias
+    exponent = 7
+    mask = 0x4000
+    while exponent > 0 and not sample & mask:
+        exponent -= 1
+        mask >>= 1
+    mantissa = (sample >> (exponent + 3)) & 0x0F
+    return ~(sign | (exponent << 4) | mantissa) & 0xFF
+
+
+def _samples(name: str, rate: int, volume: float) -> array:
+    notes = _NOTES[name]
+    out = array("h")
+    amplitude = 32767 * max(0.0, min(1.0, volume))
+    fade = max(1, int(_FADE * rate))
+    for i, (f0, f1, seconds) in enumerate(notes):
+        n = int(seconds * rate)
+        phase = 0.0
+        for k in range(n):
+            # A linear sweep: integrate the instantaneous frequency for a continuous phase.
+            freq = f0 + (f1 - f0) * k / n
+            phase += 2 * math.pi * freq / rate
+            env = min(1.0, k / fade, (n - 1 - k) / fade)
+            out.append(int(amplitude * env * math.sin(phase)))
+        if i < len(notes) - 1:
+            out.extend([0] * int(_GAP * rate))
+    return out
+
+
+@lru_cache(maxsize=32)
+def render(name: str, fmt: AudioFormat, volume: float) -> bytes:
+    """The chime `name` as PCM bytes in `fmt`, scaled by `volume` (0..1); at most 300 ms."""
+    if name not in _NOTES:
+        raise ValueError(f"unknown chime {name!r}; expected one of {', '.join(NAMES)}")
+    samples = _samples(name, fmt.rate, volume)
+    if fmt.channels > 1:
+        samples = array("h", [s for s in samples for _ in range(fmt.channels)])
+    if fmt.encoding == "mulaw":
+        return bytes(_linear_to_mulaw(s) for s in samples)
+    if sys.byteorder != "little":
+        samples.byteswap()
+    return samples.tobytes()

@@ -1,0 +1,244 @@
+"""The capture thread: reads the microphone always, gates it, buffers it while connecting."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import sys
+import threading
+import time
+from array import array
+from collections.abc import Callable, Iterator
+
+from .audio import AudioDeviceError, AudioFormat, Source, Throttle
+
+log = logging.getLogger(__name__)
+
+_OFF, _BUFFER, _STREAM = "off", "buffer", "stream"
+_LEVEL_FRAMES = 25  # frames kept for level(): half a second at 20 ms
+
+
+def exponential_backoff(initial: float = 0.5, maximum: float = 10.0) -> Iterator[float]:
+    """0.5, 1, 2, 4 ... seconds, capped."""
+    delay = initial
+    while True:
+        yield delay
+        delay = min(maximum, delay * 2)
+
+
+class Mic:
+    """Owns the capture device and what happens to each period: discarded, buffered or sent."""
+
+    def __init__(self, open_source: Callable[[], Source], fmt: AudioFormat,
+                 send: Callable[[bytes], None], *, buffer_seconds: float = 10.0,
+                 on_device: Callable[[bool, str], None] | None = None,
+                 on_first_send: Callable[[float], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 backoff: Callable[[], Iterator[float]] | None = None):
+        self._open_source = open_source
+        self._fmt = fmt
+        self._send = send
+        self._on_device = on_device
+        self._on_first_send = on_first_send
+        self._clock = clock
+        self._backoff = backoff or exponential_backoff
+        self._silence = fmt.silence()
+        # The uplink state below is written by the session's thread and read by the mic thread
+        # once per period. The lock makes a command and a frame's handling atomic with respect to
+        # each other, so a command takes effect exactly at a frame boundary: the next frame read
+        # after set_gate()/uplink_buffer() returns is already treated the new way.
+        self._lock = threading.Lock()
+        self._gate = False
+        self._mode = _OFF
+        self._first_pending = False
+        self._buffer: collections.deque[bytes] = collections.deque()
+        self._buffer_max = max(1, math.ceil(buffer_seconds / fmt.period_seconds))
+        self._overflow = Throttle(5.0, clock)
+        self._dropped = 0
+        self._recent: collections.deque[bytes] = collections.deque(maxlen=_LEVEL_FRAMES)
+        self._stop = threading.Event()  # set by stop(); every wait in the thread is on it
+        self._thread: threading.Thread | None = None
+        self._source: Source | None = None
+        self.frames_read = 0
+        self.frames_sent = 0
+        self._closed_xruns = 0
+
+    # --- commands (any thread) -----------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="mic", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        thread = self._thread
+        if thread is None:
+            return
+        self._stop.set()
+        thread.join(timeout)
+        if thread.is_alive():
+            log.warning("mic thread did not stop within %.1f s (stuck in a device read?)", timeout)
+        self._thread = None
+
+    def set_gate(self, live: bool) -> None:
+        """True: microphone audio goes up; False: silence of the same cadence."""
+        with self._lock:
+            self._gate = live
+
+    def uplink_off(self) -> None:
+        """No socket: frames are read and discarded."""
+        with self._lock:
+            self._mode = _OFF
+            self._buffer.clear()
+
+    def uplink_buffer(self) -> None:
+        """The socket is connecting: keep frames, in order, until uplink_stream()."""
+        with self._lock:
+            if self._mode != _BUFFER:
+                self._buffer.clear()
+                self._mode = _BUFFER
+                self._first_pending = True
+
+    def uplink_stream(self) -> None:
+        """The uplink is ready: send the buffer in order, then every new frame."""
+        with self._lock:
+            if self._mode != _STREAM:
+                self._mode = _STREAM
+                self._first_pending = True
+
+    def level(self) -> tuple[float, float]:
+        """(rms, peak) of the last half second of raw capture, each 0..1."""
+        frames = list(self._recent)  # a snapshot; the deque is appended to by the mic thread
+        if not frames:
+            return 0.0, 0.0
+        samples = array("h", b"".join(frames))
+        if sys.byteorder != "little":
+            samples.byteswap()
+        if not samples:
+            return 0.0, 0.0
+        peak = max(max(samples), -min(samples)) / 32768
+        rms = math.sqrt(sum(map(int.__mul__, samples, samples)) / len(samples)) / 32768
+        return rms, min(1.0, peak)
+
+    @property
+    def xruns(self) -> int:
+        """Capture overruns over every device opened so far."""
+        return self._closed_xruns + getattr(self._source, "xruns", 0)
+
+    @property
+    def buffered_frames(self) -> int:
+        return len(self._buffer)
+
+    # --- the mic thread --------------------------------------------------------------------
+
+    def _handle(self, raw: bytes) -> None:
+        """One period, from the device or the silence pacer: discard, buffer or send it."""
+        with self._lock:
+            frame = raw if self._gate else self._silence
+            if self._mode == _OFF:
+                return
+            if self._mode == _BUFFER:
+                if len(self._buffer) >= self._buffer_max:
+                    self._buffer.popleft()
+                    self._dropped += 1
+                    held = self._overflow.ready()
+                    if held is not None:
+                        log.warning("connect buffer full (%.1f s): dropping the oldest "
+                                    "audio (%d frames so far)",
+                                    self._buffer_max * self._fmt.period_seconds, self._dropped)
+                self._buffer.append(frame)
+                return
+            # Streaming: what was buffered goes first, so the server hears the press edge onward
+            # in order. send() only enqueues, so doing this under the lock is cheap.
+            if self._buffer:
+                self._note_first_send()
+                while self._buffer:
+                    self._send(self._buffer.popleft())
+                    self.frames_sent += 1
+            self._note_first_send()
+            self._send(frame)
+            self.frames_sent += 1
+
+    def _note_first_send(self) -> None:
+        if self._first_pending:
+            self._first_pending = False
+            if self._on_first_send is not None:
+                self._on_first_send(self._clock())
+
+    def _report(self, ok: bool, message: str) -> None:
+        if self._on_device is not None:
+            try:
+                self._on_device(ok, message)
+            except Exception:  # a broken callback must not kill the capture thread
+                log.exception("on_device callback failed")
+
+    def _close_source(self) -> None:
+        if self._source is not None:
+            self._closed_xruns += getattr(self._source, "xruns", 0)
+            try:
+                self._source.close()
+            except Exception:  # closing a dead device can fail in many ways; it is gone either way
+                log.debug("closing the capture device failed", exc_info=True)
+            self._source = None
+
+    def _wait_for_device(self, delays: Iterator[float]) -> bool:
+        """Wait out one backoff step, keeping the uplink fed with silence; False when stopping."""
+        deadline = self._clock() + next(delays)
+        period = self._fmt.period_seconds
+        next_frame = self._clock() + period
+        while not self._stop.is_set():
+            now = self._clock()
+            if now >= deadline:
+                return True
+            # Pace silence by the clock so a missing microphone never starves the socket; the
+            # wait is on the stop event so stop() is immediate.
+            if self._stop.wait(max(0.0, min(next_frame, deadline) - now)):
+                return False
+            if self._clock() >= next_frame:
+                next_frame += period
+                self._handle(self._silence)
+        return False
+
+    def _run(self) -> None:
+        delays: Iterator[float] | None = None
+        failed = False
+        try:
+            while not self._stop.is_set():
+                if self._source is None:
+                    try:
+                        self._source = self._open_source()
+                    except AudioDeviceError as exc:
+                        if not failed:
+                            log.warning("microphone unavailable: %s", exc)
+                            self._report(False, str(exc))
+                        failed = True
+                        delays = delays or self._backoff()
+                        if not self._wait_for_device(delays):
+                            break
+                        continue
+                    if failed:
+                        log.info("microphone back")
+                        self._report(True, "")
+                    failed = False
+                try:
+                    raw = self._source.read()
+                except AudioDeviceError as exc:
+                    log.warning("microphone lost: %s", exc)
+                    self._close_source()
+                    self._report(False, str(exc))
+                    failed = True
+                    # Wait before reopening even after a loss: a device that opens but fails on
+                    # every read must not make this loop spin.
+                    delays = delays or self._backoff()
+                    if not self._wait_for_device(delays):
+                        break
+                    continue
+                self.frames_read += 1
+                self._recent.append(raw)
+                self._handle(raw)
+                delays = None  # a good read ends the outage: the next one starts the backoff afresh
+        finally:
+            self._close_source()
