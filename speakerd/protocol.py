@@ -382,7 +382,7 @@ _DECODERS: Mapping[str, _Decoder] = {
 }
 
 
-def decode(frame: str | bytes, dialect: Dialect) -> ServerEvent:
+def decode(frame: str | bytes, dialect: Dialect | str) -> ServerEvent:
     """One text frame (bytes: its UTF-8) as a typed event; raises only ProtocolError.
 
     (A dialect that is not a Dialect or one of its values is the caller's bug: ValueError.)
@@ -606,20 +606,18 @@ def _settings_ea(cfg: Config, context: Sequence[ContextItem]) -> dict[str, Any]:
     return message
 
 
-def build_settings(cfg: Config, dialect: Dialect,
+def build_settings(cfg: Config, dialect: Dialect | str,
                    context: Sequence[ContextItem] = ()) -> dict[str, Any]:
     """The settings message for a new connection, as plain data, pass-through merged in."""
-    dialect = Dialect(dialect)
-    if dialect is Dialect.V1:
-        message = _settings_v1(cfg, context)
-    else:
-        message = _settings_ea(cfg, context)
+    v1 = Dialect(dialect) is Dialect.V1
+    message = _settings_v1(cfg, context) if v1 else _settings_ea(cfg, context)
     message = _merge(message, cfg.agent.settings_passthrough)
-    message["type"] = "Settings" if dialect is Dialect.V1 else "SettingsConfiguration"
+    message["type"] = "Settings" if v1 else "SettingsConfiguration"
     return message
 
 
-def encode_settings(cfg: Config, dialect: Dialect, context: Sequence[ContextItem] = ()) -> str:
+def encode_settings(cfg: Config, dialect: Dialect | str,
+                    context: Sequence[ContextItem] = ()) -> str:
     """The settings message as a text frame; ValueError if the pass-through holds non-JSON."""
     return _dumps(build_settings(cfg, dialect, context))
 
@@ -629,7 +627,7 @@ def encode_keepalive() -> str:
     return _dumps({"type": "KeepAlive"})
 
 
-def encode_function_response(dialect: Dialect, call_id: str, name: str, content: str) -> str:
+def encode_function_response(dialect: Dialect | str, call_id: str, name: str, content: str) -> str:
     """The answer to a client-side call: V1 {id, name, content}, EA {function_call_id, output}."""
     if Dialect(dialect) is Dialect.V1:
         return _dumps({"type": "FunctionCallResponse", "id": call_id, "name": name,
@@ -637,27 +635,27 @@ def encode_function_response(dialect: Dialect, call_id: str, name: str, content:
     return _dumps({"type": "FunctionCallResponse", "function_call_id": call_id, "output": content})
 
 
-def encode_update_prompt(dialect: Dialect, prompt: str) -> str:
+def encode_update_prompt(dialect: Dialect | str, prompt: str) -> str:
     """Replace the system prompt: V1 UpdatePrompt{prompt}, EA UpdateInstructions{instructions}."""
     if Dialect(dialect) is Dialect.V1:
         return _dumps({"type": "UpdatePrompt", "prompt": prompt})
     return _dumps({"type": "UpdateInstructions", "instructions": prompt})
 
 
-def encode_update_speak(dialect: Dialect, speak: SpeakConfig) -> str:
+def encode_update_speak(dialect: Dialect | str, speak: SpeakConfig) -> str:
     """Change the voice: V1 {speak: {provider}}, EA {model}."""
     if Dialect(dialect) is Dialect.V1:
         return _dumps({"type": "UpdateSpeak", "speak": {"provider": _speak_provider_v1(speak)}})
     return _dumps({"type": "UpdateSpeak", "model": speak.model})
 
 
-def encode_inject_agent_message(dialect: Dialect, message: str) -> str:
+def encode_inject_agent_message(dialect: Dialect | str, message: str) -> str:
     """Make the agent say a text now; the field is `message` in both dialects, not `content`."""
     Dialect(dialect)
     return _dumps({"type": "InjectAgentMessage", "message": message})
 
 
-def encode_inject_user_message(dialect: Dialect, content: str) -> str:
+def encode_inject_user_message(dialect: Dialect | str, content: str) -> str:
     """A typed user turn (V1 only); ValueError on EA, which has no such message."""
     if Dialect(dialect) is not Dialect.V1:
         raise ValueError("InjectUserMessage does not exist in the early_access dialect")
