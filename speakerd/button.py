@@ -13,6 +13,9 @@ from .config import ButtonConfig
 
 log = logging.getLogger(__name__)
 
+# gpiozero's hold thread sleeps this long per check while the button is down (see below).
+HOLD_THREAD_WAIT = 0.05
+
 
 class PushButton:
     """Owns the gpiozero Button; reports strictly alternating press and release edges."""
@@ -28,8 +31,11 @@ class PushButton:
         self._lock = threading.Lock()
         self._down = False
         self._closed = False
-        # bounce_time 0 means "no debounce", which gpiozero spells None.
-        self.device = Button(cfg.pin, pull_up=cfg.pull_up, bounce_time=cfg.bounce_time or None)
+        # bounce_time 0 means "no debounce", which gpiozero spells None. hold_time is unused
+        # (no when_held) but gpiozero's hold thread waits that long before close() can join it
+        # while the button is down, so keep it short to keep shutdown quick.
+        self.device = Button(cfg.pin, pull_up=cfg.pull_up, bounce_time=cfg.bounce_time or None,
+                             hold_time=HOLD_THREAD_WAIT)
         if self.device.is_pressed:
             # Held at start: there was no press edge, so the coming release is not reported either.
             log.warning("button %s is already pressed at start; waiting for its release", cfg.pin)

@@ -126,6 +126,11 @@ class StatusLeds:
             raise
         log.debug("leds: %d configured", len(self._lights))
 
+    @property
+    def devices(self) -> tuple[LED | PWMLED | RGBLED, ...]:
+        """The gpiozero devices, in config order (for diagnostics and tests)."""
+        return tuple(light.device for light in self._lights)
+
     def show(self, state: str) -> None:
         """Show one of config.STATES; showing the state already shown changes nothing."""
         if state not in STATES:
