@@ -163,6 +163,8 @@ def test_ea_function_call_round_trips(call_id: str, name: str, args: dict[str, A
 # --- encoding ------------------------------------------------------------------------------
 
 names = st.text(alphabet=string.ascii_letters + string.digits + "_-", min_size=1, max_size=12)
+# The loader wants at least one letter or digit in a function name.
+function_names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_-]{0,11}", fullmatch=True)
 texts = st.text(max_size=40)
 headers = st.dictionaries(st.text(min_size=1, max_size=10), st.text(max_size=10), max_size=3)
 passthrough = st.dictionaries(
@@ -176,9 +178,8 @@ def raw_configs(draw: st.DrawFn) -> dict[str, Any]:
     """A raw config that the loader accepts, varying every key the settings message reads."""
     output = draw(st.sampled_from([("linear16", r) for r in (8000, 16000, 24000, 32000, 48000)]
                                   + [("mulaw", 8000), ("mulaw", 16000)]))
-    function_names = draw(st.lists(names, max_size=4, unique=True))
     functions = []
-    for fn in function_names:
+    for fn in draw(st.lists(function_names, max_size=4, unique=True)):
         entry: dict[str, Any] = {"name": fn, "description": draw(texts)}
         if draw(st.booleans()):
             entry["action"] = {"type": "end_conversation"}
