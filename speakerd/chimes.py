@@ -22,19 +22,22 @@ _FADE = 0.005  # seconds of fade in and out per note, so the edges do not click
 
 
 def _linear_to_mulaw(sample: int) -> int:
-    """G.711 mu-law code for a 16-bit sample."""
-    bias, clip = 0x84, 32635
-    sign = 0x80 if sample < 0 else 0
-    if sample < 0:
-        sample = -sample
-    sample = min(sample, clip) + bias
-    exponent = 7
-    mask = 0x4000
-    while exponent > 0 and not sample & mask:
-        exponent -= 1
-        mask >>= 1
-    mantissa = (sample >> (exponent + 3)) & 0x0F
-    return ~(sign | (exponent << 4) | mantissa) & 0xFF
+    """G.711 mu-law code for a 16-bit sample (the reference 14-bit algorithm, as audioop had)."""
+    value = sample >> 2  # an arithmetic shift, like the reference: -1 stays -1
+    if value < 0:
+        value, mask = -value, 0x7F
+    else:
+        mask = 0xFF
+    value = min(value, 8159) + 33
+    segment = 0
+    while segment < 8 and value > _SEGMENT_END[segment]:
+        segment += 1
+    if segment >= 8:
+        return 0x7F ^ mask
+    return ((segment << 4) | ((value >> (segment + 1)) & 0x0F)) ^ mask
+
+
+_SEGMENT_END = (0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF)
 
 
 def _samples(name: str, rate: int, volume: float) -> array:
