@@ -293,37 +293,46 @@ class Speaker:
         self._pending += item.data
         whole = len(self._pending) - len(self._pending) % self._period
         if whole:
-            written = self._write_reply(memoryview(self._pending)[:whole], pad=False)
+            # A copy, not a view: a live view of the bytearray would forbid resizing it, and an
+            # exception's traceback could keep one alive.
+            data = bytes(memoryview(self._pending)[:whole])
+            written = self._write_reply(data, pad=False)
             del self._pending[:written]
 
-    def _write_reply(self, data: bytes | memoryview, *, pad: bool) -> int:
-        """Write audio of the current reply; the first period written starts it."""
-        written = self._write_all(data, pad=pad)
-        self._frames += min(written, len(data)) // self._fmt.frame_bytes
-        if written and not self._started and self._cur is not None:
-            self._started = True
-            self._emit(PlaybackStarted(self._cur, self._clock()))
-        return written
+    def _write_reply(self, data: bytes, *, pad: bool) -> int:
+        """Write audio of the current reply; returns bytes written."""
+        return self._write_all(data, pad=pad, reply=True)
 
-    def _write_all(self, data: bytes | memoryview, *, pad: bool) -> int:
-        """Write period by period, stopping early if an interrupt arrives; returns bytes written."""
+    def _write_all(self, data: bytes, *, pad: bool, reply: bool = False) -> int:
+        """Write period by period, stopping early if an interrupt arrives; returns bytes written.
+
+        For reply audio, each period is counted as it is written (a write can raise half way
+        through a chunk) and the first one emits PlaybackStarted.
+        """
         view = memoryview(data)
         done = 0
         sink = self._sink
         assert sink is not None
+        fb = self._fmt.frame_bytes
         while done < len(view):
             # Checked before every period so an interrupt is honoured within one period even in
             # the middle of a long chunk. A plain attribute read: the lock is not needed to see it.
             if self._interrupt is not None or self._stop.is_set():
                 break
             chunk = bytes(view[done:done + self._period])
-            if len(chunk) < self._period:
+            real = len(chunk)
+            if real < self._period:
                 if not pad:
                     break
-                chunk += self._pad * (self._period - len(chunk))
+                chunk += self._pad * (self._period - real)
             sink.write(chunk)
             self._active = True
-            done += len(chunk)
+            done += real
+            if reply and self._cur is not None:
+                self._frames += real // fb
+                if not self._started:
+                    self._started = True
+                    self._emit(PlaybackStarted(self._cur, self._clock()))
         return done
 
     def _flush_tail(self) -> None:

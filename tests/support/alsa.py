@@ -14,6 +14,7 @@ The spoken fixtures in tests/data/audio were made once, with eSpeak NG 1.51 and 
 from __future__ import annotations
 
 import array
+import os
 import sys
 import threading
 import wave
@@ -81,7 +82,7 @@ class AlsaFiles:
 
     def write_config(self) -> None:
         """(Re)write the asoundrc; capture and playback are separate so they never share a file."""
-        self.config.write_text(
+        self._replace_config(
             "# self-contained test config: the file plugin over null (exact, no clock)\n"
             "pcm.!default {\n"
             "    type asym\n"
@@ -90,6 +91,23 @@ class AlsaFiles:
             '    capture.pcm { type file slave.pcm { type null } file "/dev/null" '
             f'infile "{self.mic}" format "raw" }}\n'
             "}\n")
+
+    def add_pcm(self, name: str) -> None:
+        """Define one more PCM `name` on the same files (a device that appears while running)."""
+        text = self.config.read_text()
+        text += (f"pcm.{name} {{\n    type asym\n"
+                 f'    playback.pcm {{ type file slave.pcm {{ type null }} file "{self.speaker}" '
+                 'format "raw" }\n'
+                 '    capture.pcm { type file slave.pcm { type null } file "/dev/null" '
+                 f'infile "{self.mic}" format "raw" }}\n}}\n')
+        self._replace_config(text)
+
+    def _replace_config(self, text: str) -> None:
+        # alsa-lib reloads its config when the file's inode or mtime (whole seconds) changes;
+        # an in-place rewrite within the same second would go unnoticed, a new inode never does.
+        tmp = self.config.with_suffix(".new")
+        tmp.write_text(text)
+        os.replace(tmp, self.config)
 
     def set_mic(self, pcm: bytes, *, pad_seconds: float = 1.0, rate: int = RATE,
                 frame_bytes: int = 2) -> int:
