@@ -350,6 +350,8 @@ def _command(action: ActionConfig, args: dict[str, Any]) -> tuple[str, bool, boo
     killed = threading.Event()
 
     def kill() -> None:
+        if proc.returncode is not None:
+            return  # already reaped: the group id may no longer be ours to signal
         killed.set()
         try:
             os.killpg(proc.pid, signal.SIGKILL)
