@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 WINDOW_MS = 20
 _BIAS = 0x84
-_CLIP = 32635
+_CLIP14 = 8159
 
 
 def _ulaw_to_linear(code: int) -> int:
@@ -23,15 +23,17 @@ def _ulaw_to_linear(code: int) -> int:
 
 
 def _linear_to_ulaw(sample: int) -> int:
-    """One 16-bit sample to a G.711 mu-law byte."""
-    sign = 0
-    if sample < 0:
-        sample = -sample
-        sign = 0x80
-    sample = min(sample, _CLIP) + _BIAS
-    exponent = sample.bit_length() - 8
-    mantissa = (sample >> (exponent + 3)) & 0x0F
-    return ~(sign | (exponent << 4) | mantissa) & 0xFF
+    """One 16-bit sample to a G.711 mu-law byte (the reference algorithm on 14-bit values)."""
+    value = sample >> 2  # arithmetic shift, as the reference does, so negatives round down
+    mask = 0xFF
+    if value < 0:
+        value = -value
+        mask = 0x7F
+    value = min(value, _CLIP14) + (_BIAS >> 2)
+    segment = max(0, value.bit_length() - 6)
+    if segment >= 8:
+        return 0x7F ^ mask
+    return ((segment << 4) | ((value >> (segment + 1)) & 0x0F)) ^ mask
 
 
 # Decoding goes through two byte-translation tables (low and high byte of the little-endian

@@ -222,7 +222,14 @@ class EmulatedSession:
     def begin_stop(self) -> None:
         """Make the reply engine give up at once (the emulator is stopping)."""
         self._closing.set()
-        self._cancel_everything()
+        # No send lock here: a send blocked on a client that stopped reading may hold it, and
+        # stop() must not wait for that. Setting events and a flag is safe without it.
+        reply = self._current
+        if reply is not None:
+            reply.interrupted = True
+            reply.cancel.set()
+        for call in list(self._calls.values()):
+            call.answered.set()
 
     def abort(self) -> None:
         """Drop the TCP connection without a close frame."""

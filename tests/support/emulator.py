@@ -136,10 +136,13 @@ class AgentClient:
         return got + self.until("SettingsApplied")
 
     def close_status(self) -> bytes:
-        """Read up to the server's close frame; return its payload (b'' = no status, 1005)."""
+        """Read up to the server's close frame, answer it and hang up; return its payload
+        (b'' = no status, which a client reports as 1005)."""
         while True:
             opcode, data = self.ws.recv_data(control_frame=True)
             if opcode == websocket.ABNF.OPCODE_CLOSE:
+                # websocket-client answers the close but keeps TCP open until shutdown().
+                self.ws.shutdown()
                 return data
             if opcode == websocket.ABNF.OPCODE_TEXT:
                 self.items.append(json.loads(data))
@@ -147,8 +150,10 @@ class AgentClient:
                 self.items.append(data)
 
     def close(self) -> None:
+        """Close politely if still open, then release the socket."""
         try:
-            self.ws.close(timeout=1)
+            if self.ws.connected:
+                self.ws.close(timeout=1)
         finally:
             self.ws.shutdown()
 
