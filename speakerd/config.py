@@ -332,7 +332,7 @@ class _Loader:
             if raw is None:
                 return None
             return self.value(inner[0], raw, path, meta)
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             return self.dataclass(hint, raw, path)
         if origin is tuple:
             item_cls = _LIST_ITEM.get(path)

@@ -91,6 +91,10 @@ class Parts:
     def _post(self, event: object) -> None:
         self.session.post(event)
 
+    def _close_outputs(self) -> None:
+        if self.outputs is not None:
+            self.outputs.close()
+
     def _connect(self, settings: str) -> AgentLink:
         cfg = self.cfg.agent
         dialect = protocol.Dialect(cfg.dialect)
@@ -128,7 +132,7 @@ class Parts:
             ("mic", lambda: self.mic.stop(STOP_TIMEOUT / 4)),
             ("speaker", lambda: self.speaker.stop(STOP_TIMEOUT / 4)),
             ("functions", self.runner.close),
-            ("outputs", lambda: self.outputs and self.outputs.close()),
+            ("outputs", self._close_outputs),
             ("leds", self.leds.close),
             ("conversation log", self.convlog.close),
         ]
@@ -156,6 +160,7 @@ class Daemon:
         self._stop_requested = False
         self._reload_requested = False
         self._crash: BaseException | None = None
+        self._saved_excepthook: Any = None
         self.exit_code: int | None = None
 
     # --- signals and crashes (any thread: they only set a flag and wake the main loop) ----
@@ -170,7 +175,7 @@ class Daemon:
 
     def _thread_crashed(self, args: threading.ExceptHookArgs) -> None:
         log.critical("thread %s crashed", args.thread.name if args.thread else "?",
-                     exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+                     exc_info=args.exc_value)
         self._crash = args.exc_value or RuntimeError("thread crash")
         self._wake.set()
 
@@ -188,6 +193,7 @@ class Daemon:
     # --- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> None:
+        self._saved_excepthook = threading.excepthook
         threading.excepthook = self._thread_crashed
         self.parts = Parts(self.cfg, self._api_key, self.notifier, self.hooks)
         self.parts.start()
@@ -244,11 +250,19 @@ class Daemon:
         self.notifier.ready()
         return True
 
+    def stop(self) -> None:
+        """Stop everything (idempotent): drop audio rather than drain it."""
+        self._shutdown()
+
     def _shutdown(self) -> None:
         self.notifier.stopping()
         started = time.monotonic()
         if self.parts is not None:
             self.parts.stop()
+            self.parts = None
+        if self._saved_excepthook is not None:
+            threading.excepthook = self._saved_excepthook
+            self._saved_excepthook = None
         log.info("stopped in %.2f s", time.monotonic() - started)
 
 

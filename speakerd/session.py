@@ -572,7 +572,9 @@ class Session:
         self._drained_at = None
         if self._turn is not None and self._turn.first_audio is None:
             self._turn.first_audio = ev.t
-        if self.state in ("thinking", "idle", "listening") and not self._held:
+        # Even with the button still held: the agent's end-of-turn detection may answer before
+        # the release, and the LEDs must say what the user hears.
+        if self.state in ("thinking", "idle", "listening"):
             self._set_state("speaking")
             self._apply_audio()
 
@@ -645,7 +647,8 @@ class Session:
     def tick(self) -> None:
         """Deadlines and the watchdog; called after every event and every TICK."""
         now = self.clock()
-        if self.watchdog_interval and self.status is not None and now - self._last_watchdog >= self.watchdog_interval:
+        due = self.watchdog_interval and now - self._last_watchdog >= self.watchdog_interval
+        if due and self.status is not None:
             self._last_watchdog = now
             self.status.watchdog()
         if self._reconnect_at is not None and now >= self._reconnect_at and self._conn is None:

@@ -13,4 +13,5 @@ pytest_plugins = [
     "tests.support.pulse",
     "tests.support.pins",
     "tests.support.emulator",
+    "tests.support.daemon",
 ]
