@@ -325,6 +325,9 @@ class Speaker:
                 if not pad:
                     break
                 chunk += self._pad * (self._period - real)
+            self._wait_for_room(sink)
+            if self._interrupt is not None or self._stop.is_set():
+                break
             sink.write(chunk)
             self._active = True
             done += real
@@ -334,6 +337,28 @@ class Speaker:
                     self._started = True
                     self._emit(PlaybackStarted(self._cur, self._clock()))
         return done
+
+    def _wait_for_room(self, sink: Sink) -> None:
+        """Wait until the device can take a whole period, on the condition rather than in write().
+
+        A blocking write() cannot be cut short; this wait can: interrupt() notifies it, so the
+        drop happens within a millisecond or so instead of after the period being written.
+        A sink that does not say its buffer size is simply written to (write() blocks instead).
+        """
+        buffer = int(getattr(sink, "buffer_frames", 0) or 0)
+        need = self._fmt.period_frames
+        if buffer < 2 * need:
+            return
+        deadline = self._clock() + 4 * buffer / self._fmt.rate  # a stuck device: let write() block
+        while True:
+            free = buffer - sink.delay_frames()
+            if free >= need or self._clock() >= deadline:
+                return
+            with self._cond:
+                if self._interrupt is not None or self._stop.is_set():
+                    return
+                # Sleep about as long as the device needs to play out the missing room.
+                self._cond.wait(max(0.001, (need - free) / self._fmt.rate))
 
     def _flush_tail(self) -> None:
         """Pad the current reply's partial period with silence and write it."""
@@ -417,7 +442,7 @@ class Speaker:
             try:
                 self._sink = self._open_sink()
             except AudioDeviceError as exc:
-                if not failed:
+                if not failed and not self._lost:  # a loss was reported already
                     log.warning("speaker unavailable: %s", exc)
                     self._report(False, str(exc))
                 failed = True

@@ -17,6 +17,7 @@ import array
 import os
 import sys
 import threading
+import time
 import wave
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -219,6 +220,8 @@ class SinkCall:
     name: str
     written: int
     size: int = 0
+    delay: int = 0  # for drop: frames the device still held just before it
+    t: float = 0.0  # time.monotonic() of the call
 
 
 @dataclass
@@ -238,6 +241,10 @@ class SpySink:
     def xruns(self) -> int:
         return int(getattr(self.inner, "xruns", 0))
 
+    @property
+    def buffer_frames(self) -> int:
+        return int(getattr(self.inner, "buffer_frames", 0))
+
     def hold_before_write(self, write_number: int) -> Hold:
         hold = self.holds[write_number] = Hold()
         return hold
@@ -250,11 +257,13 @@ class SpySink:
         self.inner.write(pcm)
         self.writes += 1
         self.written += len(pcm)
-        self.calls.append(SinkCall("write", self.written, len(pcm)))
+        self.calls.append(SinkCall("write", self.written, len(pcm), t=time.monotonic()))
 
     def drop(self) -> None:
-        self.calls.append(SinkCall("drop", self.written))
+        delay = int(self.inner.delay_frames())
+        t = time.monotonic()
         self.inner.drop()
+        self.calls.append(SinkCall("drop", self.written, delay=delay, t=t))
         self.drop_seen.set()
 
     def drain(self) -> None:
