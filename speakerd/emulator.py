@@ -23,12 +23,8 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 from websockets.sync.server import Server, ServerConnection, serve
 
-from .emulator_session import (
-    EmulatedSession,
-    EmulatorOptions,
-    RecordedFrame,
-    ReplyRecord,
-)
+from .emulator_link import EmulatorOptions, RecordedFrame, ReplyRecord
+from .emulator_session import EmulatedSession
 from .emulator_wire import EA, PATHS, V1
 
 __all__ = ["Emulator", "EmulatorOptions", "EmulatedSession", "RecordedFrame", "ReplyRecord",
@@ -185,10 +181,10 @@ class Emulator:
         with self._changed:
             self._changed.notify_all()
 
-    def emit(self, session: EmulatedSession, line: str) -> None:
+    def emit(self, number: int, dialect: str, line: str) -> None:
         """One event line for the CLI."""
         if self._on_event is not None:
-            self._on_event(f"[{session.number} {session.dialect}] {line}")
+            self._on_event(f"[{number} {dialect}] {line}")
 
     # --- handshake and connections -----------------------------------------------------------
 
