@@ -97,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["emulate"]:
+        # argparse's REMAINDER does not take arguments that begin with an option
+        # ('emulate --port 0', 'emulate --help'): hand them to the emulator's own parser untouched.
+        from .emulator import main as emulator_main
+
+        return emulator_main(argv[1:])
     args = build_parser().parse_args(argv)
     return int(args.func(args))
 
