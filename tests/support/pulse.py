@@ -12,6 +12,7 @@ This is the real-time tier: the devices run at the wall clock, and drop() really
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -33,6 +34,14 @@ RATE = 16000
 MAX_SECONDS = 300.0  # no process started here outlives this, even if a test forgets it
 
 
+def _die_with_parent() -> None:
+    """In the child: ask Linux to SIGKILL it if the test process dies first (no orphans)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 class _Process:
     """A child process ended by its pid at stop() or after a hard time limit."""
 
@@ -41,7 +50,7 @@ class _Process:
         self._log = open(log, "ab") if log is not None else None  # noqa: SIM115 - closed in stop()
         self.popen = subprocess.Popen(argv, env=env, stdout=stdout,
                                       stderr=self._log or subprocess.DEVNULL,
-                                      stdin=subprocess.DEVNULL)
+                                      stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         self.pid = self.popen.pid
         # A timer, not a sleep: a forgotten process is killed by pid when its time is up.
         self._limit = threading.Timer(max_seconds, self.kill)
