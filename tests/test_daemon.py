@@ -1,0 +1,573 @@
+"""The daemon as a process: readiness and watchdog, signals, reload, crashes and exit codes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from speakerd.config import load_config
+from speakerd.daemon import Daemon, Hooks
+from speakerd.emulator import Emulator
+from speakerd.notify import Notifier
+
+from .support.alsa import load_wav
+from .support.daemon import BUTTON, LED, WAIT, wait_until
+from .support.emulator import TEST_KEY
+from .support.pulse import PulseServer
+
+pytestmark = pytest.mark.realtime
+
+ROOT = Path(__file__).resolve().parent.parent
+DAEMON_THREADS = {"mic", "speaker", "session", "agent-rx", "agent-tx"}
+PROCESS_LIMIT = 120.0  # no `speakerd run` started here outlives this
+
+# Runs `speakerd run` in a child process whose mock button the test presses: the test writes
+# numbered files (0, 1, ...) holding "low" or "high" into a control folder, and a thread of the
+# child drives the pin, as the Pi's GPIO callback thread would deliver an edge.
+_HAND = r'''
+import sys, threading
+from pathlib import Path
+from gpiozero import Device
+
+def hand(ctl, pin):
+    tick = threading.Event()  # never set: an interruptible pause between polls
+    n = 0
+    while True:
+        f = ctl / str(n)
+        if not f.exists():
+            tick.wait(0.02)
+            continue
+        p = Device.pin_factory.pin(pin)
+        p.drive_low() if f.read_text().strip() == "low" else p.drive_high()
+        n += 1
+
+threading.Thread(target=hand, args=(Path(sys.argv[1]), sys.argv[2]), name="test-hand",
+                 daemon=True).start()
+from speakerd.__main__ import main
+sys.exit(main(sys.argv[3:]))
+'''
+
+
+class FakeSystemd:
+    """An abstract-namespace datagram socket standing in for systemd; keeps every message."""
+
+    def __init__(self) -> None:
+        name = f"speakerd-test-{uuid.uuid4().hex}"
+        self.env_value = "@" + name
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind("\0" + name)
+        self.sock.settimeout(0.1)  # lets the reader notice close() promptly
+        self.messages: list[tuple[str, float]] = []
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._reader = threading.Thread(target=self._read, name="fake-systemd", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while not self._closed.is_set():
+            try:
+                data = self.sock.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self.messages.append((data.decode("utf-8"), time.monotonic()))
+
+    def texts(self) -> list[str]:
+        with self._lock:
+            return [m for m, _ in self.messages]
+
+    def first_lines(self) -> list[str]:
+        """The first assignment of each datagram (RELOADING=1 carries MONOTONIC_USEC too)."""
+        return [m.split("\n", 1)[0] for m in self.texts()]
+
+    def wait_for(self, line: str, after: int = 0, timeout: float = WAIT) -> int:
+        """Wait for a datagram whose first line is `line` at index ≥ after; return its index."""
+        def seen() -> bool:
+            return line in self.first_lines()[after:]
+        assert wait_until(seen, timeout), f"no {line!r} after #{after}: {self.first_lines()}"
+        return self.first_lines().index(line, after)
+
+    def notifier(self, **env: str) -> Notifier:
+        return Notifier({"NOTIFY_SOCKET": self.env_value, **env})
+
+    def close(self) -> None:
+        self._closed.set()
+        self._reader.join(5)
+        self.sock.close()
+
+
+@pytest.fixture
+def fake_systemd() -> Iterator[FakeSystemd]:
+    """A fake notify socket, closed after the test."""
+    fake = FakeSystemd()
+    try:
+        yield fake
+    finally:
+        fake.close()
+
+
+def raw_config(emulator: Emulator, pulse: PulseServer, state_dir: Path, **sections: Any) -> dict[str, Any]:
+    """A YAML-ready config aimed at the emulator and the PulseAudio devices, chimes off."""
+    raw: dict[str, Any] = {
+        "agent": {"url": emulator.url("v1")},
+        "audio": {"input": {"device": pulse.mic_device, "sample_rate": pulse.rate},
+                  "output": {"device": pulse.speaker_device, "sample_rate": pulse.rate}},
+        "chimes": {name: {"enabled": False} for name in ("press", "error", "goodbye")},
+        "button": {"pin": BUTTON},
+        "leds": [{"kind": "pwm", "pins": [LED]}],
+        "log": {"state_dir": str(state_dir)},
+    }
+    for key, value in sections.items():
+        raw[key] = {**raw.get(key, {}), **value} if isinstance(value, dict) else value
+    return raw
+
+
+def write_config(path: Path, raw: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return path
+
+
+class SpeakerdProcess:
+    """`speakerd run` in a child process with a fake NOTIFY_SOCKET and a pressable mock button."""
+
+    def __init__(self, config: Path, env: dict[str, str], workdir: Path) -> None:
+        self.ctl = workdir / "hand"
+        self.ctl.mkdir(parents=True, exist_ok=True)
+        self.stderr_path = workdir / "speakerd.stderr"
+        self._edges = 0
+        self._err = open(self.stderr_path, "wb")  # noqa: SIM115 - closed in stop()
+        full_env = {**env, "GPIOZERO_PIN_FACTORY": "mock", "GPIOZERO_MOCK_PIN_CLASS": "mockpwmpin",
+                    "PYTHONPATH": str(ROOT)}
+        self.popen = subprocess.Popen(
+            [sys.executable, "-c", _HAND, str(self.ctl), BUTTON, "run", "--config", str(config)],
+            env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._err,
+            cwd=workdir)
+        # A timer, not a sleep: a child a failing test forgot is killed by pid when its time is up.
+        self._limit = threading.Timer(PROCESS_LIMIT, self._kill)
+        self._limit.daemon = True
+        self._limit.start()
+
+    def _kill(self) -> None:
+        if self.popen.poll() is None:
+            os.kill(self.popen.pid, signal.SIGKILL)
+
+    def edge(self, level: str) -> None:
+        (self.ctl / str(self._edges)).write_text(level)
+        self._edges += 1
+
+    def press(self) -> None:
+        self.edge("low")
+
+    def release(self) -> None:
+        self.edge("high")
+
+    def signal(self, sig: int) -> None:
+        assert self.popen.poll() is None, "speakerd exited early:\n" + self.stderr()
+        os.kill(self.popen.pid, sig)
+
+    def wait(self, timeout: float = WAIT) -> int:
+        return self.popen.wait(timeout)
+
+    def stderr(self) -> str:
+        self._err.flush()
+        return self.stderr_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self._limit.cancel()
+        if self.popen.poll() is None:
+            os.kill(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                self._kill()
+                self.popen.wait(5)
+        self._err.close()
+
+
+@pytest.fixture
+def speakerd_process(tmp_path: Path) -> Iterator[Callable[..., SpeakerdProcess]]:
+    """A factory for child `speakerd run` processes; every one is ended by pid after the test."""
+    procs: list[SpeakerdProcess] = []
+
+    def start(config: Path, env: dict[str, str]) -> SpeakerdProcess:
+        proc = SpeakerdProcess(config, env, tmp_path / f"proc{len(procs)}")
+        procs.append(proc)
+        return proc
+
+    try:
+        yield start
+    finally:
+        for proc in procs:
+            proc.stop()
+
+
+def child_env(pulse: PulseServer, fake: FakeSystemd, key: str = TEST_KEY, **extra: str) -> dict[str, str]:
+    """The environment systemd would give: the notify socket, the key; ALSA on the test's PulseAudio."""
+    env = {**pulse.env, "ALSA_CONFIG_PATH": str(pulse.alsa_config), "NOTIFY_SOCKET": fake.env_value,
+           "DEEPGRAM_API_KEY": key, **extra}
+    env.pop("JOURNAL_STREAM", None)
+    return env
+
+
+def speak(pulse: PulseServer, name: str = "hello.wav") -> None:
+    proc = pulse.play_into_mic(load_wav(name))
+    assert wait_until(lambda: not proc.alive(), WAIT), "pacat did not finish"
+
+
+# --- readiness, status, watchdog, stopping ---------------------------------------------------
+
+
+def test_notify_socket_hears_ready_status_watchdog_then_stopping(
+        agent_emulator: Emulator, pulse_audio: PulseServer, fake_systemd: FakeSystemd,
+        speakerd_process: Callable[..., SpeakerdProcess], tmp_path: Path) -> None:
+    """`speakerd run`: READY=1 before pings and turns, STATUS= per state of a turn, WATCHDOG=1 repeatedly, STOPPING=1 last."""
+    config = write_config(tmp_path / "speakerd.yaml",
+                          raw_config(agent_emulator, pulse_audio, tmp_path / "state"))
+    proc = speakerd_process(config, child_env(pulse_audio, fake_systemd, WATCHDOG_USEC="1000000"))
+    fake_systemd.wait_for("READY=1")
+    proc.press()
+    fake_systemd.wait_for("STATUS=listening")
+    speak(pulse_audio)
+    proc.release()
+    speaking = fake_systemd.wait_for("STATUS=speaking")
+    fake_systemd.wait_for("STATUS=idle", after=speaking)
+    # WATCHDOG_USEC=1 s: a ping every half second; wait for several beyond the turn's own.
+    pings = fake_systemd.first_lines().count("WATCHDOG=1")
+    assert wait_until(lambda: fake_systemd.first_lines().count("WATCHDOG=1") >= pings + 3), \
+        fake_systemd.first_lines()
+    proc.signal(signal.SIGTERM)
+    assert proc.wait() == 0, proc.stderr()
+    lines = fake_systemd.first_lines()
+    # STATUS= may come before readiness; READY=1 precedes every ping and the first turn.
+    assert [line for line in lines if not line.startswith("STATUS=")][0] == "READY=1", lines
+    statuses = [line for line in lines if line.startswith("STATUS=")]
+    states = [s.removeprefix("STATUS=").split(";")[0] for s in statuses]
+    # Consecutive duplicates collapsed: the turn's states in the order the user lived them.
+    walked = [s for i, s in enumerate(states) if i == 0 or s != states[i - 1]]
+    assert walked[-5:] == ["connecting", "listening", "thinking", "speaking", "idle"], statuses
+    assert lines.index("STATUS=connecting") > lines.index("READY=1")
+    assert lines[-1] == "STOPPING=1", lines
+    assert lines.count("STOPPING=1") == 1
+    assert lines.count("WATCHDOG=1") >= 3
+    assert "Traceback" not in proc.stderr()
+
+
+def test_no_watchdog_pings_without_watchdog_usec(
+        agent_emulator: Emulator, pulse_audio: PulseServer, fake_systemd: FakeSystemd,
+        speakerd_process: Callable[..., SpeakerdProcess], tmp_path: Path) -> None:
+    """Without WATCHDOG_USEC the daemon sends READY=1 and STOPPING=1 but never WATCHDOG=1."""
+    config = write_config(tmp_path / "speakerd.yaml",
+                          raw_config(agent_emulator, pulse_audio, tmp_path / "state"))
+    proc = speakerd_process(config, child_env(pulse_audio, fake_systemd))
+    fake_systemd.wait_for("READY=1")
+    # Two watchdog periods of the other test: pings would have come by now if they were sent.
+    assert not wait_until(lambda: "WATCHDOG=1" in fake_systemd.first_lines(), 1.5)
+    proc.signal(signal.SIGTERM)
+    assert proc.wait() == 0, proc.stderr()
+    assert fake_systemd.first_lines()[-1] == "STOPPING=1"
+    assert "WATCHDOG=1" not in fake_systemd.first_lines()
+
+
+# --- the daemon in this process, its run() in the main thread ---------------------------------
+
+
+class Served:
+    """What came of Daemon.run() in the main thread while a worker thread played the user."""
+
+    def __init__(self) -> None:
+        self.exit_code: int | None = None
+        self.signal_at: float | None = None
+        self.returned_at: float | None = None
+        self.error: BaseException | None = None
+        self.left: list[str] = []
+
+    @property
+    def stop_seconds(self) -> float:
+        assert self.signal_at is not None and self.returned_at is not None
+        return self.returned_at - self.signal_at
+
+
+class Driver:
+    """The user's hands and voice for an in-process daemon, and its state history."""
+
+    def __init__(self, pulse: PulseServer, pins: Any) -> None:
+        self.pulse = pulse
+        self.pins = pins
+        self.states: list[str] = []
+        self._lock = threading.Lock()
+
+    def on_state(self, state: str) -> None:
+        with self._lock:
+            self.states.append(state)
+
+    def wait_state(self, state: str, after: int = 0, timeout: float = WAIT) -> int:
+        def seen() -> bool:
+            with self._lock:
+                return state in self.states[after:]
+        assert wait_until(seen, timeout), f"never reached {state}: {self.states}"
+        with self._lock:
+            return self.states.index(state, after)
+
+    def mark(self) -> int:
+        with self._lock:
+            return len(self.states)
+
+    def press(self) -> None:
+        self.pins.pin(BUTTON).drive_low()
+
+    def release(self) -> None:
+        self.pins.pin(BUTTON).drive_high()
+
+    def speak(self, name: str = "hello.wav") -> None:
+        speak(self.pulse, name)
+
+    def full_turn(self) -> None:
+        """Press, speak, release, hear the reply out; back to idle."""
+        n = self.mark()
+        self.press()
+        self.wait_state("listening", after=n)
+        self.speak()
+        self.release()
+        s = self.wait_state("speaking", after=n)
+        self.wait_state("idle", after=s)
+
+
+def serve(daemon: Daemon, user: Callable[[Served], None]) -> Served:
+    """Run the daemon in the main thread with its signal handlers; `user` acts from a worker thread."""
+    served = Served()
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+
+    def act() -> None:
+        try:
+            # The button exists last in start-up: a press before it would be lost.
+            assert wait_until(lambda: daemon.parts is not None and daemon.parts.button is not None), \
+                "the daemon never started"
+            user(served)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test after run() returns
+            served.error = exc
+            daemon.request_stop()
+
+    # A failing user must not leave run() waiting for ever.
+    guard = threading.Timer(90.0, daemon.request_stop)
+    guard.daemon = True
+    worker = threading.Thread(target=act, name="test-user", daemon=True)
+    try:
+        daemon.install_signals()
+        guard.start()
+        worker.start()
+        served.exit_code = daemon.run()
+        served.returned_at = time.monotonic()
+    finally:
+        guard.cancel()
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+        daemon.stop()
+    worker.join(WAIT)
+    served.left = sorted(t.name for t in threading.enumerate()
+                         if t.name in DAEMON_THREADS and t.is_alive())
+    if served.error is not None:
+        raise served.error
+    return served
+
+
+def make_daemon(agent_emulator: Emulator, pulse: PulseServer, tmp_path: Path, driver: Driver,
+                notifier: Notifier | None = None, on_state: Callable[[str], None] | None = None,
+                **sections: Any) -> Daemon:
+    path = write_config(tmp_path / "speakerd.yaml",
+                        raw_config(agent_emulator, pulse, tmp_path / "state", **sections))
+    return Daemon(str(path), load_config(path), TEST_KEY,
+                  notifier=notifier or Notifier(environ={}),
+                  hooks=Hooks(on_state=on_state or driver.on_state))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_mid_reply_stops_within_two_seconds_with_exit_0(
+        agent_emulator: Emulator, pulse_audio: PulseServer, mock_pins: Any, tmp_path: Path,
+        signum: int) -> None:
+    """A stop signal while the reply plays: run() returns 0 within 2 s and no daemon thread is left."""
+    agent_emulator.options.reply_seconds = 8.0
+    driver = Driver(pulse_audio, mock_pins)
+    daemon = make_daemon(agent_emulator, pulse_audio, tmp_path, driver)
+
+    def user(served: Served) -> None:
+        driver.press()
+        driver.wait_state("listening")
+        driver.speak()
+        driver.release()
+        driver.wait_state("speaking")
+        # Let the reply really play before the signal arrives.
+        parts = daemon.parts
+        assert parts is not None
+        assert wait_until(parts.speaker.is_playing)
+        served.signal_at = time.monotonic()
+        os.kill(os.getpid(), signum)
+
+    served = serve(daemon, user)
+    print(f"{signal.Signals(signum).name} mid-reply: run() returned in {served.stop_seconds:.3f} s")
+    assert served.exit_code == 0
+    assert served.stop_seconds < 2.0
+    assert served.left == []
+    assert driver.states[-1] == "speaking"  # it was stopped mid-reply, not after it
+
+
+def test_sighup_with_a_good_file_applies_the_new_config(
+        monkeypatch: pytest.MonkeyPatch,
+        agent_emulator: Emulator, pulse_audio: PulseServer, mock_pins: Any, tmp_path: Path,
+        fake_systemd: FakeSystemd) -> None:
+    """SIGHUP after switching the file to toggle mode: RELOADING=1, READY=1, and a press now toggles."""
+    monkeypatch.setenv("DEEPGRAM_API_KEY", TEST_KEY)  # a reload reads the key again
+    driver = Driver(pulse_audio, mock_pins)
+    daemon = make_daemon(agent_emulator, pulse_audio, tmp_path, driver, fake_systemd.notifier())
+    path = Path(str(daemon.config_path))
+
+    def user(served: Served) -> None:
+        ready = fake_systemd.wait_for("READY=1")
+        raw = raw_config(agent_emulator, pulse_audio, tmp_path / "state",
+                         button={"mode": "toggle"}, leds=[{"kind": "pwm", "pins": ["GPIO24"]}])
+        write_config(path, raw)
+        os.kill(os.getpid(), signal.SIGHUP)
+        reloading = fake_systemd.wait_for("RELOADING=1", after=ready + 1)
+        fake_systemd.wait_for("READY=1", after=reloading)
+        assert daemon.cfg.button.mode == "toggle"
+        # Toggle mode: one press-and-release opens a hands-free turn that returns to listening.
+        n = driver.mark()
+        driver.press()
+        driver.release()
+        driver.wait_state("listening", after=n)
+        driver.speak()
+        s = driver.wait_state("speaking", after=n)
+        driver.wait_state("listening", after=s)
+        # The LEDs moved to the new pin: it now shows the state, the old one is released.
+        assert daemon.parts is not None
+        assert daemon.parts.cfg.leds[0].pins == ("GPIO24",)
+        served.signal_at = time.monotonic()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    served = serve(daemon, user)
+    assert served.exit_code == 0
+    assert served.left == []
+
+
+def test_sighup_with_a_bad_file_keeps_serving_the_old_config(
+        monkeypatch: pytest.MonkeyPatch,
+        agent_emulator: Emulator, pulse_audio: PulseServer, mock_pins: Any, tmp_path: Path,
+        fake_systemd: FakeSystemd, caplog: pytest.LogCaptureFixture) -> None:
+    """SIGHUP with a broken file: every problem logged, READY=1 again, the old config still serves turns."""
+    monkeypatch.setenv("DEEPGRAM_API_KEY", TEST_KEY)  # a reload reads the key again
+    driver = Driver(pulse_audio, mock_pins)
+    daemon = make_daemon(agent_emulator, pulse_audio, tmp_path, driver, fake_systemd.notifier())
+    path = Path(str(daemon.config_path))
+    caplog.set_level(logging.INFO, logger="speakerd")
+
+    def user(served: Served) -> None:
+        ready = fake_systemd.wait_for("READY=1")
+        parts = daemon.parts
+        path.write_text("button:\n  mode: sideways\n  pinn: GPIO5\naudio:\n  input:\n"
+                        "    sample_rate: 3\n", encoding="utf-8")
+        os.kill(os.getpid(), signal.SIGHUP)
+        reloading = fake_systemd.wait_for("RELOADING=1", after=ready + 1)
+        fake_systemd.wait_for("READY=1", after=reloading)
+        assert daemon.parts is parts, "the running parts were replaced"
+        assert daemon.cfg.button.mode == "hold"
+        # Hold mode still: a full turn works after the failed reload.
+        driver.full_turn()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    served = serve(daemon, user)
+    assert served.exit_code == 0
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    for key in ("button.mode", "button.pinn", "audio.input.sample_rate"):
+        assert any(key in e for e in errors), (key, errors)
+    lines = fake_systemd.first_lines()
+    assert any(line.startswith("STATUS=reload failed") for line in lines), lines
+
+
+def test_an_exception_in_the_session_thread_stops_the_daemon_with_exit_1(
+        agent_emulator: Emulator, pulse_audio: PulseServer, mock_pins: Any, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A hook raising inside the session thread: run() returns 1 at once, no restart, no thread left."""
+    driver = Driver(pulse_audio, mock_pins)
+
+    def explode(state: str) -> None:
+        driver.on_state(state)
+        if state == "connecting":
+            raise RuntimeError("boom from a hook")
+
+    daemon = make_daemon(agent_emulator, pulse_audio, tmp_path, driver, on_state=explode)
+
+    def user(served: Served) -> None:
+        served.signal_at = time.monotonic()  # from the press: the crash follows it
+        driver.press()
+
+    served = serve(daemon, user)
+    assert served.exit_code == 1
+    assert served.stop_seconds < WAIT
+    assert served.left == []
+    assert driver.states.count("connecting") == 1  # nothing started the session again
+    crashes = [r for r in caplog.records if r.levelno == logging.CRITICAL]
+    assert any("session" in r.getMessage() for r in crashes), [r.getMessage() for r in crashes]
+
+
+# --- config errors of `speakerd run` ----------------------------------------------------------
+
+
+def _run(config: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "speakerd", "run", "--config", str(config)],
+                          env=env, capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL, cwd=config.parent)
+
+
+CONFIG_ERRORS: dict[str, tuple[str, str, dict[str, str]]] = {
+    # name: (YAML, text the error must contain, environment beyond the key)
+    "unknown key": ("button:\n  pinn: GPIO17\n", "button.pinn", {}),
+    "bad choice": ("button:\n  mode: sideways\n", "button.mode", {}),
+    "out of range": ("audio:\n  output:\n    sample_rate: 5\n", "audio.output.sample_rate", {}),
+    "wrong type": ("session:\n  idle_timeout: soon\n", "session.idle_timeout", {}),
+    "unknown section": ("speeker:\n  x: 1\n", "speeker", {}),
+    "invalid yaml": ("agent: [\n", "not valid YAML", {}),
+    "not a mapping": ("- 1\n- 2\n", "speakerd.yaml", {}),
+    "no api key": ("agent:\n  dialect: v1\n", "agent.api_key_file", {"DEEPGRAM_API_KEY": ""}),
+    "unreadable key file": ("agent:\n  api_key_file: missing-key\n", "agent.api_key_file",
+                            {"DEEPGRAM_API_KEY": ""}),
+    "empty key file": ("agent:\n  api_key_file: empty-key\n", "agent.api_key_file",
+                       {"DEEPGRAM_API_KEY": ""}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONFIG_ERRORS))
+def test_every_config_error_of_run_exits_78_naming_the_key(tmp_path: Path, case: str) -> None:
+    """`speakerd run` with a bad config or no key: exit 78, the key named on stderr, no traceback."""
+    text, named, extra = CONFIG_ERRORS[case]
+    (tmp_path / "empty-key").write_text("\n")
+    (tmp_path / "empty-key").chmod(0o600)
+    config = tmp_path / "speakerd.yaml"
+    config.write_text(text, encoding="utf-8")
+    env = {**os.environ, "DEEPGRAM_API_KEY": TEST_KEY, **extra}
+    env.pop("CREDENTIALS_DIRECTORY", None)
+    done = _run(config, env)
+    assert done.returncode == 78, done.stderr
+    assert named in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_run_with_a_missing_config_file_exits_78(tmp_path: Path) -> None:
+    """`speakerd run --config` naming no file: exit 78 and the path named, no traceback."""
+    done = _run(tmp_path / "absent.yaml", {**os.environ, "DEEPGRAM_API_KEY": TEST_KEY})
+    assert done.returncode == 78
+    assert "absent.yaml" in done.stderr
+    assert "Traceback" not in done.stderr
