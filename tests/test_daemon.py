@@ -540,7 +540,7 @@ CONFIG_ERRORS: dict[str, tuple[str, str, dict[str, str]]] = {
     "wrong type": ("session:\n  idle_timeout: soon\n", "session.idle_timeout", {}),
     "unknown section": ("speeker:\n  x: 1\n", "speeker", {}),
     "invalid yaml": ("agent: [\n", "not valid YAML", {}),
-    "not a mapping": ("- 1\n- 2\n", "speakerd.yaml", {}),
+    "not a mapping": ("- 1\n- 2\n", "(top): must be a mapping", {}),
     "no api key": ("agent:\n  dialect: v1\n", "agent.api_key_file", {"DEEPGRAM_API_KEY": ""}),
     "unreadable key file": ("agent:\n  api_key_file: missing-key\n", "agent.api_key_file",
                             {"DEEPGRAM_API_KEY": ""}),
