@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,22 +14,17 @@ import pytest
 
 from speakerd.emulator import Emulator
 
+from . import test_daemon
 from .support.daemon import wait_until
 from .support.emulator import fast_options
 from .support.pulse import PulseServer
-from .test_daemon import (
-    FakeSystemd,
-    SpeakerdProcess,
-    child_env,
-    fake_systemd,  # noqa: F401 - a fixture used below
-    raw_config,
-    speak,
-    speakerd_process,  # noqa: F401 - a fixture used below
-    write_config,
-)
+from .test_daemon import FakeSystemd, SpeakerdProcess, child_env, raw_config, speak, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_KEY = "dgFAKEkey-7c1e9b4a2f60d835"  # recognisable in any output it leaks into
+# The child-process fixtures of the daemon tests, shared here.
+fake_systemd = test_daemon.fake_systemd
+speakerd_process = test_daemon.speakerd_process
 SUBCOMMANDS = ["run", "check-config", "devices", "selftest", "emulate"]
 
 
@@ -185,7 +181,6 @@ def test_devices_lists_the_pcm_names_of_the_alsa_config(tmp_path: Path) -> None:
     assert "playback:" in done.stdout and "capture:" in done.stdout
     assert "  testspeaker" in done.stdout.splitlines()
     assert "  testmic" in done.stdout.splitlines()
-    import json
     as_json = speakerd("devices", "--json", env=env)
     assert as_json.returncode == 0, as_json.stderr
     listed = json.loads(as_json.stdout)

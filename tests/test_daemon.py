@@ -235,7 +235,7 @@ def speak(pulse: PulseServer, name: str = "hello.wav") -> None:
 def test_notify_socket_hears_ready_status_watchdog_then_stopping(
         agent_emulator: Emulator, pulse_audio: PulseServer, fake_systemd: FakeSystemd,
         speakerd_process: Callable[..., SpeakerdProcess], tmp_path: Path) -> None:
-    """`speakerd run`: READY=1 before pings and turns, STATUS= per state of a turn, WATCHDOG=1 repeatedly, STOPPING=1 last."""
+    """`speakerd run`: READY=1 before pings, STATUS= per state, WATCHDOG=1 repeatedly, STOPPING=1 last."""
     config = write_config(tmp_path / "speakerd.yaml",
                           raw_config(agent_emulator, pulse_audio, tmp_path / "state"))
     proc = speakerd_process(config, child_env(pulse_audio, fake_systemd, WATCHDOG_USEC="1000000"))
@@ -452,9 +452,10 @@ def test_sighup_with_a_good_file_applies_the_new_config(
         driver.speak()
         s = driver.wait_state("speaking", after=n)
         driver.wait_state("listening", after=s)
-        # The LEDs moved to the new pin: it now shows the state, the old one is released.
+        # The LEDs moved to the new pin: it shows the states now.
         assert daemon.parts is not None
         assert daemon.parts.cfg.leds[0].pins == ("GPIO24",)
+        assert any(s.state > 0 for s in mock_pins.pin("GPIO24").states), "new LED pin never lit"
         served.signal_at = time.monotonic()
         os.kill(os.getpid(), signal.SIGTERM)
 
