@@ -458,6 +458,7 @@ class Session:
             delay = min(self.cfg.session.reconnect_initial * 2 ** self._auth_failures,
                         self.cfg.session.reconnect_max)
             self._auth_retry_at = self.clock() + delay
+            log.error("%s; check the key (next try allowed in %.0f s)", event.reason, delay)
             self._fail(f"{event.reason}; check the key (next try allowed in {delay:.0f} s)")
             return
         log.warning("agent link down: %s", event.reason)
