@@ -379,8 +379,6 @@ def test_capture_device_missing_at_start_then_appearing(
 def own_rig(agent_emulator: Emulator, own_pulse_server: PulseServer, mock_pins: Any,
             tmp_path: Path) -> Iterator[DaemonRig]:
     """A rig on a PulseAudio server of its own, so the test can crash and restart it."""
-    from .support.daemon import merge
-
     cfg = rig_config(agent_emulator, own_pulse_server, tmp_path / "state", **FAST)
     rig = DaemonRig(cfg, agent_emulator, own_pulse_server, mock_pins)
     rig.daemon.start()
@@ -388,7 +386,6 @@ def own_rig(agent_emulator: Emulator, own_pulse_server: PulseServer, mock_pins: 
         yield rig
     finally:
         rig.daemon.stop()
-    del merge
 
 
 def test_playback_device_gone_mid_reply_and_back(own_rig: DaemonRig,
