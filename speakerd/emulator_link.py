@@ -115,12 +115,16 @@ class Link:
         with self.send_lock:
             if self._stalled:
                 return False
+            # Recorded before it is sent, so a test that has received a message always finds
+            # it here; only this lock's holder appends, so on failure it is still the last one.
+            with self.record_lock:
+                self.events_sent.append({**msg, "t": time.monotonic()})
             try:
                 self._conn.send(json.dumps(msg))
             except ConnectionClosed:
+                with self.record_lock:
+                    self.events_sent.pop()
                 return False
-            with self.record_lock:
-                self.events_sent.append({**msg, "t": time.monotonic()})
         kind = msg.get("type")
         log.debug("session %d sent %s", self.number, kind)
         detail = (f" {msg.get('role')}: {msg.get('content')}" if kind == "ConversationText"

@@ -49,6 +49,7 @@ class EmulatedSession:
         self.applied = threading.Event()  # SettingsApplied was sent
         self.closed = threading.Event()  # the connection and both threads are finished
         self.odd_frames = 0
+        self._stopping = False  # set by begin_stop(): the emulator is shutting down
         self._conn = conn
         self._host = host
         self._link = Link(number, dialect, conn, host)
@@ -96,6 +97,7 @@ class EmulatedSession:
 
     def begin_stop(self) -> None:
         """Make both threads give up at once (the emulator is stopping)."""
+        self._stopping = True
         self._link.closing.set()
         self._engine.cancel_all()
 
@@ -236,8 +238,11 @@ class EmulatedSession:
             link.history("assistant", greeting)
         if options.settings_delay > 0:
             link.closing.wait(options.settings_delay)  # a fault knob; ends early on stop
-        link.send_json({"type": "SettingsApplied"})
-        self.applied.set()
+        with link.send_lock:
+            # Set before the client can see SettingsApplied (so say() right after it works),
+            # and under the send lock, so nothing queued meanwhile can overtake it.
+            self.applied.set()
+            link.send_json({"type": "SettingsApplied"})
         self._host.changed()
         if greeting:
             self._engine.post(Speech("greeting", greeting, speech_seconds(greeting),
@@ -294,7 +299,8 @@ class EmulatedSession:
         link = self._link
         link.closing.set()
         self._engine.stop()
-        link.close(1000)  # a no-op when already closed
+        # A no-op when already closed; 1001 (going away) when the emulator is stopping.
+        link.close(1001 if self._stopping else 1000)
         if not link.close_reason:
             code = self._conn.close_code
             link.close_reason = f"client closed ({code})" if code is not None else "client closed"
