@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import logging
+import math
 import os
 import stat
 import types
@@ -285,6 +286,10 @@ class _Loader:
     def problem(self, path: str, message: str) -> None:
         self.problems.append(f"{path}: {message}")
 
+    def has(self, path: str) -> bool:
+        """Whether a problem was already reported at or under `path` (no second message for it)."""
+        return any(p.startswith((f"{path}:", f"{path}.", f"{path}[")) for p in self.problems)
+
     def dataclass(self, cls: type, raw: Any, path: str) -> Any:
         hints = typing.get_type_hints(cls)
         if raw is None:
@@ -369,6 +374,9 @@ class _Loader:
                                    f"got {_kind(raw)} {raw!r}")
                 return 0
             val = hint(raw)
+            if not math.isfinite(val):  # NaN slips past every range comparison
+                self.problem(path, f"must be a finite number, got {raw!r}")
+                return 0
             lo, hi = meta.get("min"), meta.get("max")
             if lo is not None and val < lo or hi is not None and val > hi:
                 self.problem(path, f"must be between {lo} and {hi}, got {raw!r}")
@@ -376,6 +384,11 @@ class _Loader:
         if hint is str:
             if raw is None:
                 raw = ""
+            if isinstance(raw, bool):
+                word = "on" if raw else "off"
+                self.problem(path, f"must be a string, got a boolean (YAML reads unquoted on/off/yes/no "
+                                   f'as true/false): write "{word}" in quotes')
+                return ""
             if not isinstance(raw, str):
                 if isinstance(raw, int | float) and not isinstance(raw, bool):
                     raw = str(raw)
@@ -415,6 +428,17 @@ def _cross_checks(cfg: Config, loader: _Loader) -> None:
         want = 3 if led.kind == "rgb" else 1
         if len(led.pins) != want:
             loader.problem(f"leds[{i}].pins", f"a {led.kind} LED needs {want} pin(s), got {len(led.pins)}")
+    if not cfg.button.pin.strip() and not loader.has("button.pin"):
+        loader.problem("button.pin", "must name a GPIO pin, e.g. GPIO17 or BOARD11")
+    claimed = {cfg.button.pin}
+    for i, led in enumerate(cfg.leds):
+        for pin in led.pins:
+            if not pin.strip():
+                if not loader.has(f"leds[{i}].pins"):
+                    loader.problem(f"leds[{i}].pins", "must name GPIO pins, e.g. GPIO25")
+            elif pin in claimed:
+                loader.problem(f"leds[{i}].pins", f"{pin} is already in use")
+            claimed.add(pin)
     used_pins = [cfg.button.pin] + [p for led in cfg.leds for p in led.pins]
     seen: set[str] = set()
     names: set[str] = set()
@@ -464,12 +488,14 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: not UTF-8 text (byte {exc.start})"]) from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
+        problem = " ".join((getattr(exc, "problem", None) or str(exc)).split())
         raise ConfigError([f"{path}: not valid YAML{where}: {problem}"]) from None
     return parse_config(raw)
 
@@ -514,7 +540,9 @@ def load_api_key(cfg: AgentConfig, environ: Mapping[str, str] | None = None) -> 
             st = path.stat()
             key = path.read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise ConfigError([f"agent.api_key_file: cannot read {path}: {exc.strerror or exc}"]) from None
+            # The path is echoed only when it looks like one: a key pasted here must not be logged.
+            shown = f" {path}" if "/" in str(path) else ""
+            raise ConfigError([f"agent.api_key_file: cannot read{shown}: {exc.strerror or exc}"]) from None
         if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             log.warning("agent.api_key_file: %s is readable by other users; chmod 600 it", path)
         if key:

@@ -86,6 +86,9 @@ class Mic:
     def set_gate(self, live: bool) -> None:
         """True: microphone audio goes up; False: silence of the same cadence."""
         with self._lock:
+            if live and not self._gate:
+                # A warm press (the uplink already streams): its first byte is the first live frame.
+                self._first_pending = True
             self._gate = live
 
     def uplink_off(self) -> None:

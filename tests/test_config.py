@@ -412,24 +412,18 @@ def test_a_partial_file_keeps_the_other_defaults(tmp_path: Path) -> None:
     assert cfg.audio.input == Config().audio.input
 
 
-@pytest.mark.xfail(strict=True, reason="config.py: LED pins are not checked against the button "
-                                       "pin or each other; gpiozero fails at start instead")
 def test_led_pin_clashing_with_the_button_is_named() -> None:
     """An LED on the button's pin is a config problem, not a GPIOPinInUse crash at start."""
     problems = _problems({"leds": [{"pins": ["GPIO17"]}]})
     assert problems == ["leds[0].pins: GPIO17 is already in use"]
 
 
-@pytest.mark.xfail(strict=True, reason="config.py: an empty button.pin or LED pin passes the "
-                                       "loader; gpiozero fails at start instead")
 def test_empty_pin_is_named() -> None:
     """An empty pin name (e.g. `pin:` with nothing after it) is a config problem."""
     problems = _problems({"button": {"pin": None}})
     assert problems and problems[0].startswith("button.pin: ")
 
 
-@pytest.mark.xfail(strict=True, reason="config.py: YAML's on/off are booleans; the message "
-                                       "should say to quote them")
 def test_unquoted_off_effect_says_to_quote_it() -> None:
     """`idle: {effect: off}` (YAML reads off as false) tells the user to write "off"."""
     raw = yaml.safe_load("leds:\n  - patterns:\n      idle: {effect: off}\n")
@@ -540,8 +534,6 @@ def test_the_key_never_appears_in_any_message(
         assert FAKE_KEY not in text, text
 
 
-@pytest.mark.xfail(strict=True, reason="config.py: a key pasted in place of api_key_file is "
-                                       "echoed in 'cannot read <path>'")
 def test_a_key_pasted_as_the_key_file_path_is_not_echoed() -> None:
     """A key written where the key file's path belongs is not repeated in the error."""
     with pytest.raises(ConfigError) as info:
