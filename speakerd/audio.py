@@ -220,6 +220,13 @@ class AlsaSource:
             out = out[:want]
         return out
 
+    def pause(self) -> None:
+        """Stop capturing (the device stays open); the next read() restarts the stream."""
+        try:
+            self._pcm.drop()
+        except alsaaudio.ALSAAudioError as exc:
+            raise self._fail(str(exc)) from None
+
     def close(self) -> None:
         try:
             self._pcm.close()

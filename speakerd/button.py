@@ -7,18 +7,16 @@ import threading
 import time
 from collections.abc import Callable
 
-from gpiozero import Button
+from gpiozero import DigitalInputDevice
 
 from .config import ButtonConfig
 
 log = logging.getLogger(__name__)
 
-# gpiozero's hold thread sleeps this long per check while the button is down (see below).
-HOLD_THREAD_WAIT = 0.05
 
 
 class PushButton:
-    """Owns the gpiozero Button; reports strictly alternating press and release edges."""
+    """Owns the gpiozero input device; reports strictly alternating press and release edges."""
 
     def __init__(self, cfg: ButtonConfig, on_press: Callable[[float], None],
                  on_release: Callable[[float], None],
@@ -31,16 +29,16 @@ class PushButton:
         self._lock = threading.Lock()
         self._down = False
         self._closed = False
-        # bounce_time 0 means "no debounce", which gpiozero spells None. hold_time is unused
-        # (no when_held) but gpiozero's hold thread waits that long before close() can join it
-        # while the button is down, so keep it short to keep shutdown quick.
-        self.device = Button(cfg.pin, pull_up=cfg.pull_up, bounce_time=cfg.bounce_time or None,
-                             hold_time=HOLD_THREAD_WAIT)
-        if self.device.is_pressed:
+        # bounce_time 0 means "no debounce", which gpiozero spells None. A plain input device,
+        # not gpiozero's Button: Button runs a hold-detection thread that wakes ten times a
+        # second for a feature we do not use, which is most of an idle speaker's CPU.
+        self.device = DigitalInputDevice(cfg.pin, pull_up=cfg.pull_up,
+                                         bounce_time=cfg.bounce_time or None)
+        if self.device.is_active:
             # Held at start: there was no press edge, so the coming release is not reported either.
             log.warning("button %s is already pressed at start; waiting for its release", cfg.pin)
-        self.device.when_pressed = self._pressed
-        self.device.when_released = self._released
+        self.device.when_activated = self._pressed
+        self.device.when_deactivated = self._released
         log.debug("button on %s (pull_up=%s, mode=%s)", cfg.pin, cfg.pull_up, cfg.mode)
 
     def _pressed(self) -> None:
@@ -77,6 +75,6 @@ class PushButton:
             if self._closed:
                 return
             self._closed = True
-        self.device.when_pressed = None
-        self.device.when_released = None
+        self.device.when_activated = None
+        self.device.when_deactivated = None
         self.device.close()

@@ -116,7 +116,9 @@ class AudioInputConfig:
     device: str = "default"
     sample_rate: int = _opt(16000, min=8000, max=48000)
     period_ms: int = _opt(20, min=5, max=100)
-    periods: int = _opt(4, min=2, max=32)
+    # Deep on purpose: capture latency is one period whatever the buffer, and 200 ms rides out
+    # a stall of the mic thread (e.g. while the socket connects) without losing speech.
+    periods: int = _opt(10, min=2, max=32)
     connect_buffer_seconds: float = _opt(10.0, min=0.5, max=60)
 
 

@@ -120,8 +120,15 @@ class Parts:
         self.mic.start()
         self.session.start()
         self.button = self._button_cls(
-            self.cfg.button, on_press=lambda t: self._post(ButtonPressed(t)),
+            self.cfg.button, on_press=self._pressed,
             on_release=lambda t: self._post(ButtonReleased(t)))
+
+    def _pressed(self, t: float) -> None:
+        # gpiozero's thread. Every press silences the agent, whatever the state, so the speaker
+        # is told here (interrupt() only sets a flag) rather than after the session thread wakes:
+        # that hop is what put a scheduling delay between the edge and silence.
+        self.speaker.interrupt()
+        self._post(ButtonPressed(t))
 
     def stop(self) -> None:
         """Stop in reverse order; every step is bounded and a stuck thread is logged, not waited on."""

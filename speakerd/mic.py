@@ -58,6 +58,9 @@ class Mic:
         self._dropped = 0
         self._recent: collections.deque[bytes] = collections.deque(maxlen=_LEVEL_FRAMES)
         self._stop = threading.Event()  # set by stop(); every wait in the thread is on it
+        # Set by any command that may need audio again, and by stop(): the idle thread sleeps on it.
+        self._wake = threading.Event()
+        self.pauses = 0
         self._thread: threading.Thread | None = None
         self._source: Source | None = None
         self.frames_read = 0
@@ -78,6 +81,7 @@ class Mic:
         if thread is None:
             return
         self._stop.set()
+        self._wake.set()
         thread.join(timeout)
         if thread.is_alive():
             log.warning("mic thread did not stop within %.1f s (stuck in a device read?)", timeout)
@@ -90,6 +94,8 @@ class Mic:
                 # A warm press (the uplink already streams): its first byte is the first live frame.
                 self._first_pending = True
             self._gate = live
+        # After the change, not before: a mic thread going idle re-checks the state once woken.
+        self._wake.set()
 
     def uplink_off(self) -> None:
         """No socket: frames are read and discarded."""
@@ -104,6 +110,8 @@ class Mic:
                 self._buffer.clear()
                 self._mode = _BUFFER
                 self._first_pending = True
+        # After the change, not before: a mic thread going idle re-checks the state once woken.
+        self._wake.set()
 
     def uplink_stream(self) -> None:
         """The uplink is ready: send the buffer in order, then every new frame."""
@@ -111,6 +119,8 @@ class Mic:
             if self._mode != _STREAM:
                 self._mode = _STREAM
                 self._first_pending = True
+        # After the change, not before: a mic thread going idle re-checks the state once woken.
+        self._wake.set()
 
     def level(self) -> tuple[float, float]:
         """(rms, peak) of the last half second of raw capture, each 0..1."""
@@ -205,6 +215,36 @@ class Mic:
                 self._handle(self._silence)
         return False
 
+    def _idle(self) -> bool:
+        """Nothing would leave the mic (no socket, gate shut): capture can stop."""
+        with self._lock:
+            return self._mode == _OFF and not self._gate
+
+    def _sleep_while_idle(self) -> bool:
+        """Stop the capture stream until a command needs audio; False when stopping.
+
+        An idle speaker has no socket and its gate is shut: reading 50 periods a second only
+        to throw them away was most of its CPU. The device stays open and a stopped stream
+        restarts on the next read in well under a period, so the press edge is still captured.
+        """
+        pause = getattr(self._source, "pause", None)
+        if pause is None:
+            return True  # a source that cannot stop is simply read and discarded
+        self._wake.clear()
+        if not self._idle():  # a command raced in between the check and the clear
+            return True
+        try:
+            pause()
+        except AudioDeviceError:
+            return True  # the next read reports the device properly
+        self.pauses += 1
+        while not self._stop.is_set():
+            self._wake.wait()
+            self._wake.clear()
+            if not self._idle():
+                return True
+        return False
+
     def _run(self) -> None:
         delays: Iterator[float] | None = None
         failed = False
@@ -226,6 +266,8 @@ class Mic:
                         log.info("microphone back")
                         self._report(True, "")
                     failed = False
+                if self._idle() and not self._sleep_while_idle():
+                    break
                 try:
                     raw = self._source.read()
                 except AudioDeviceError as exc:

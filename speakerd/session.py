@@ -26,8 +26,11 @@ ERROR_HOLD = 3.0
 RECONNECT_WINDOW = 120.0
 # The conversation carried across a reconnect is bounded so the settings message stays small.
 MAX_CONTEXT = 50
-# The inbox wait: short enough to drive every deadline and the watchdog, long enough to idle cheaply.
-TICK = 0.25
+# How long an interrupted turn's line waits for the speaker's interrupt→silence figure.
+INTERRUPT_REPORT_WAIT = 0.5
+# The longest inbox wait: the loop otherwise sleeps until its next deadline, so an idle speaker
+# wakes rarely; this bound only guards against a deadline computed wrong.
+TICK = 2.0
 
 
 # --- events (past-tense facts posted into the inbox) -----------------------------------
@@ -252,6 +255,7 @@ class Session:
         self._turn_started: float | None = None
         self._turn: Turn | None = None
         self._turn_count = 0
+        self._interrupted: tuple[Turn, float] | None = None
         self._deadline: float | None = None
         self._drained_at: float | None = None
         self._audio_done = False
@@ -296,7 +300,7 @@ class Session:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                event = self._inbox.get(timeout=TICK)
+                event = self._inbox.get(timeout=self._next_wait())
             except queue.Empty:
                 event = None
             if event is not None:
@@ -339,8 +343,7 @@ class Session:
         elif name == "PlaybackDrained":
             self._on_playback_drained(event)
         elif name == "PlaybackInterrupted":
-            if self._turn is not None:
-                self._turn.interrupt_to_silence = event.t_dropped - event.t_request  # type: ignore[attr-defined]
+            self._on_playback_interrupted(event)
         elif name == "FunctionResult":
             self._on_function_result(event)
         else:
@@ -357,14 +360,15 @@ class Session:
             # The key was refused a moment ago: say so again rather than hammer the service.
             self.speaker.chime("error")
             return
-        if self.speaker.is_playing() or self.state in ("thinking", "speaking"):
+        interrupting = self.speaker.is_playing() or self.state in ("thinking", "speaking")
+        if interrupting:
             self.speaker.interrupt()
         self._held = self.cfg.button.mode == "hold"
         self._conversation = self.cfg.button.mode == "toggle"
         self._released_while_connecting = False
         self._hangup_after_reply = False
         self.speaker.chime("press")
-        self._begin_turn(t)
+        self._begin_turn(t, interrupting)
         self.router.record_turn(True)
         if self._conn is not None and self._conn.ready:
             self._set_state("listening")
@@ -387,13 +391,32 @@ class Session:
             self._set_state("thinking")
         self._apply_audio()
 
-    def _begin_turn(self, t: float) -> None:
-        self._log_turn()
+    def _begin_turn(self, t: float, interrupting: bool = False) -> None:
+        if interrupting and self._turn is not None and not self._turn.logged:
+            # Its line waits for the speaker's report of how fast the reply went quiet.
+            self._interrupted = (self._turn, self.clock() + INTERRUPT_REPORT_WAIT)
+        else:
+            self._log_turn()
         self._turn_count += 1
         self._turn = Turn(self._turn_count, press=t)
         self._turn_started = self.clock()
         self.turns.append(self._turn)
         del self.turns[:-100]
+
+    def _on_playback_interrupted(self, ev: Any) -> None:
+        if not getattr(ev, "discarded_bytes", 1):
+            return  # nothing was playing: no figure to report
+        turn = self._interrupted[0] if self._interrupted is not None else self._turn
+        if turn is not None:
+            turn.interrupt_to_silence = ev.t_dropped - ev.t_request
+        self._flush_interrupted()
+
+    def _flush_interrupted(self) -> None:
+        if self._interrupted is not None:
+            turn, self._interrupted = self._interrupted[0], None
+            if not turn.logged:
+                turn.logged = True
+                log.info("%s", turn.line())
 
     def _log_turn(self) -> None:
         if self._turn is not None and not self._turn.logged:
@@ -645,6 +668,23 @@ class Session:
 
     # --- time ----------------------------------------------------------------------------
 
+    def _next_wait(self) -> float:
+        """Seconds until the earliest deadline tick() acts on (at most TICK)."""
+        now = self.clock()
+        due = [self._reconnect_at, self._deadline]
+        if self._interrupted is not None:
+            due.append(self._interrupted[1])
+        if self._drained_at is not None:
+            due.append(self._drained_at + DRAIN_GRACE)
+        if self.watchdog_interval and self.status is not None:
+            due.append(self._last_watchdog + self.watchdog_interval)
+        if self.state == "idle" and self._conn is not None and self._conn.ready:
+            due.append(self._last_activity + self.cfg.session.idle_timeout)
+        if self.state == "listening" and self._held and self._turn_started is not None:
+            due.append(self._turn_started + self.cfg.session.max_turn_seconds)
+        waits = [t - now for t in due if t is not None]
+        return min([TICK, *waits]) if waits and min(waits) > 0.005 else (0.005 if waits else TICK)
+
     def tick(self) -> None:
         """Deadlines and the watchdog; called after every event and every TICK."""
         now = self.clock()
@@ -652,10 +692,13 @@ class Session:
         if due and self.status is not None:
             self._last_watchdog = now
             self.status.watchdog()
-        if self._reconnect_at is not None and now >= self._reconnect_at and self._conn is None:
+        if self._interrupted is not None and now >= self._interrupted[1]:
+            self._flush_interrupted()
+        if self._reconnect_at is not None and now >= self._reconnect_at:
             self._reconnect_at = None
-            self._ensure_connected()
-            self._apply_audio()
+            if self._conn is None:  # a press may have reconnected already
+                self._ensure_connected()
+                self._apply_audio()
         if self._drained_at is not None and now - self._drained_at >= DRAIN_GRACE:
             self._reply_finished()
         if self._deadline is not None and now >= self._deadline:
@@ -667,11 +710,13 @@ class Session:
                         self.cfg.session.max_turn_seconds)
             self._on_release(now)
         if (self.state == "idle" and self._conn is not None and self._conn.ready
-                and not self.speaker.is_playing()
                 and now - self._last_activity >= self.cfg.session.idle_timeout):
-            log.info("closing the idle connection after %.0f s", now - self._last_activity)
-            self._close_link()
-            self._forget_conversation()
+            if self.speaker.is_playing():
+                self._last_activity = now  # the agent is still talking: that is activity
+            else:
+                log.info("closing the idle connection after %.0f s", now - self._last_activity)
+                self._close_link()
+                self._forget_conversation()
 
     def _on_deadline(self) -> None:
         if self.state == "error":

@@ -122,7 +122,7 @@ def test_duplicate_edges_are_dropped(mock_pins: MockFactory, recorder: Recorder,
                                      make_button: Callable[..., PushButton]) -> None:
     """A second press without a release, or a release without a press, is not reported."""
     button = make_button(pin="GPIO17")
-    pressed, released = button.device.when_pressed, button.device.when_released
+    pressed, released = button.device.when_activated, button.device.when_deactivated
     assert pressed is not None and released is not None
     # gpiozero itself filters repeated levels on one thread, so deliver the raw callbacks as a
     # racing or bouncing edge source would.
