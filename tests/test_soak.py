@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import gc
+import logging
 import os
 import re
 import signal
@@ -28,7 +29,9 @@ from .support.daemon import BUTTON, LED, wait_until
 from .support.emulator import TEST_KEY, silence, tone
 
 TURNS = int(os.environ.get("SPEAKERD_SOAK_TURNS", "1000"))
-WARMUP = 20
+# Long enough to fill every bounded history (the session keeps 100 turns, the LEDs 200 states)
+# before the start figures are taken, so what is measured is growth, not filling up.
+WARMUP = 120
 INTERRUPT_EVERY = 4  # every 4th turn is cut short by the next press
 WAIT = 20.0
 RATE = 16000
@@ -99,7 +102,11 @@ def rss_kb() -> int:
     return int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
 
 
-def figures() -> tuple[int, int, int]:
+def figures(pins: Any) -> tuple[int, int, int]:
+    # gpiozero's mock pins record every state change forever (the LEDs blink and pulse through
+    # every turn): a test double's history that no real pin keeps, so it is not ours to count.
+    for pin in list(pins.pins.values()):
+        pin.clear_states()
     gc.collect()
     return rss_kb(), threading.active_count(), len(os.listdir("/proc/self/fd"))
 
@@ -166,6 +173,9 @@ def test_soak_turns_with_interruptions(emulator_process: str, alsa_files: AlsaFi
         worker.join(5)
 
     def turn(number: int) -> None:
+        if number % 10 == 0:
+            for mock in list(mock_pins.pins.values()):
+                mock.clear_states()  # keep the mock pins' own history from growing (see figures)
         n = states.count
         edge(True)
         states.wait_for("listening", n)
@@ -179,22 +189,28 @@ def test_soak_turns_with_interruptions(emulator_process: str, alsa_files: AlsaFi
             assert wait_until(lambda: daemon.parts is not None
                               and daemon.parts.session.state == "idle", WAIT, step=0.005)
 
+    # pytest keeps every captured log record in memory for its report; the daemon's INFO lines
+    # (a few per turn) would be counted as the daemon's growth. Its warnings still show.
+    speakerd_log = logging.getLogger("speakerd")
+    saved_level = speakerd_log.level
+    speakerd_log.setLevel(logging.WARNING)
     daemon.start()
     try:
         for i in range(WARMUP):
             turn(i)
         assert wait_until(lambda: daemon.parts.session.state == "idle", WAIT)  # type: ignore[union-attr]
-        start = figures()
+        start = figures(mock_pins)
         t0 = time.monotonic()
         for i in range(TURNS):
             turn(i)
         assert wait_until(lambda: daemon.parts.session.state == "idle", WAIT)  # type: ignore[union-attr]
         elapsed = time.monotonic() - t0
         # Threads of a finished turn may take a moment to end: poll, do not sleep.
-        wait_until(lambda: figures()[1:] <= start[1:], 5.0)
-        end = figures()
+        wait_until(lambda: figures(mock_pins)[1:] <= start[1:], 5.0)
+        end = figures(mock_pins)
     finally:
         daemon.stop()
+        speakerd_log.setLevel(saved_level)
     print(f"\nsoak: {TURNS} turns ({TURNS // INTERRUPT_EVERY} interrupted) in {elapsed:.0f} s "
           f"({elapsed / TURNS * 1000:.0f} ms/turn)\n"
           f"  VmRSS   {start[0]} kB -> {end[0]} kB ({end[0] - start[0]:+d} kB)\n"
