@@ -110,6 +110,10 @@ class AgentLink:
         except queue.Full:
             pass  # the tx thread checks the closing flag at its next wake-up
 
+    def alive(self) -> bool:
+        """Whether either thread is still running."""
+        return any(t is not None and t.is_alive() for t in (self._tx, self._rx))
+
     def join(self, timeout: float = 2.0) -> bool:
         """Wait for both threads; False if one would not die."""
         deadline = time.monotonic() + timeout

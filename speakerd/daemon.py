@@ -104,7 +104,7 @@ class Parts:
                          keepalive_interval=cfg.keepalive_interval, ping_interval=cfg.ping_interval,
                          ca_file=cfg.ca_file)
         # Old links are kept only until their threads are gone, so a stop can join them.
-        self.links = [old for old in self.links if not old.join(0)] + [link]
+        self.links = [old for old in self.links if old.alive()] + [link]
         return link.start()
 
     def _on_link_event(self, event: object) -> None:
