@@ -401,6 +401,22 @@ def proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def task_cpu(pid: int, names: dict[str, str]) -> dict[str, float]:
+    """CPU seconds per thread of a process, by Python thread name where known (`names`: native
+    id -> name), else by the kernel's comm (the ALSA pulse plugin's threads name themselves)."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            stat = open(f"/proc/{pid}/task/{tid}/stat").read()
+        except OSError:
+            continue  # the thread ended between the listing and the read
+        comm = names.get(tid) or stat[stat.index("(") + 1: stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        out[comm] = out.get(comm, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def proc_hwm_mb(pid: int) -> float:
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmHWM:"):
@@ -440,10 +456,16 @@ def bench_footprint(pa: PulseServer, emu: Emulator, tmp: Path, seconds: float) -
         pa.play_into_mic(tone(0.4))
         wait_until(lambda: bool(sess.replies), WAIT, "the reply")
         pause(1.0)
-        c0, t0 = proc_cpu(p.pid), now()
+        p.stdin.write("threads\n")
+        p.stdin.flush()
+        names = {str(k): v for k, v in json.loads(p.stdout.readline()).items()}
+        c0, t0, k0 = proc_cpu(p.pid), now(), task_cpu(p.pid, names)
         pause(seconds)
         t1 = now()
         res["stream_cpu"] = (proc_cpu(p.pid) - c0) / (t1 - t0) * 100
+        k1 = task_cpu(p.pid, names)
+        res["stream_threads"] = {name: (k1[name] - k0.get(name, 0.0)) / (t1 - t0) * 100
+                                 for name in k1}
         res["stream_rss"] = proc_hwm_mb(p.pid)
         times = [f.t for f in list(sess.frames) if f.kind == "binary" and t0 <= f.t <= t1]
         gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
@@ -550,6 +572,12 @@ def main() -> int:
         f"/proc/pid/stat utime+stime over {seconds:.0f} s, daemon subprocess")
     row("CPU streaming full duplex", f"{fp['stream_cpu']:.2f} % of one core", "≤ 2 %",
         fp["stream_cpu"] <= 2, f"same, {seconds:.0f} s of mic uplink + real-time reply playing")
+    # Where the streaming CPU goes, thread by thread (the pulse plugin's threads, e.g.
+    # threaded-ml, exist only on this PulseAudio test tier, not with a Pi's hw: device).
+    threads = fp["stream_threads"]
+    row("  by thread", ", ".join(f"{name} {share:.2f}" for name, share in
+                                 sorted(threads.items(), key=lambda kv: -kv[1]) if share >= 0.01),
+        "-", None, "% of one core per thread, /proc/pid/task/*/stat over the same window")
     rss = max(fp["idle_rss"], fp["stream_rss"])
     row("peak RSS", f"{fp['idle_rss']:.1f} MB idle, {fp['stream_rss']:.1f} MB streaming", "≤ 40 MB",
         rss <= 40, "VmHWM from /proc/pid/status")

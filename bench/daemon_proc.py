@@ -1,7 +1,8 @@
 """The daemon alone in its own process, for CPU and memory figures: mock pins, commands on stdin.
 
 Usage: python bench/daemon_proc.py CONFIG.json KEY   (ALSA_CONFIG_PATH set by the caller)
-stdin lines: "press", "release", "quit". Prints "ready" once the daemon is serving.
+stdin lines: "press", "release", "threads" (prints {native id: name}), "quit".
+Prints "ready" once the daemon is serving.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ def main() -> int:
             t.start()
             t.join(5)
             print(cmd, flush=True)
+        elif cmd == "threads":
+            # native thread id -> name, so per-thread CPU from /proc can be told apart
+            print(json.dumps({t.native_id: t.name for t in threading.enumerate()}), flush=True)
         elif cmd == "quit":
             break
     daemon.stop()
