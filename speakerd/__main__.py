@@ -44,7 +44,8 @@ def _devices(args: argparse.Namespace) -> int:
 def _selftest(args: argparse.Namespace) -> int:
     from .selftest import selftest
 
-    return selftest(args.config, seconds=args.seconds, button_timeout=args.button_timeout)
+    return selftest(args.config, seconds=args.seconds, button_timeout=args.button_timeout,
+                    led_seconds=args.led_seconds)
 
 
 def _emulate(args: argparse.Namespace) -> int:
@@ -86,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=3.0, help="how long to record (default 3)")
     p.add_argument("--button-timeout", type=float, default=10.0,
                    help="how long to wait for a press (default 10; 0 skips)")
+    p.add_argument("--led-seconds", type=float, default=1.5,
+                   help="how long each LED state is shown (default 1.5)")
     p.set_defaults(func=_selftest)
 
     p = sub.add_parser("emulate", help="a local Voice Agent server for offline use and tests",

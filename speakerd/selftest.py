@@ -5,7 +5,6 @@ from __future__ import annotations
 import array
 import math
 import threading
-import time
 
 from .config import EX_CONFIG, STATES, ConfigError, load_config
 
@@ -21,7 +20,8 @@ def _tone(rate: int, seconds: float, freq: float = 440.0, volume: float = 0.3) -
                              for i in range(n))).tobytes()
 
 
-def selftest(config_path: str, *, seconds: float = 3.0, button_timeout: float = 10.0) -> int:
+def selftest(config_path: str, *, seconds: float = 3.0, button_timeout: float = 10.0,
+             led_seconds: float = 1.5) -> int:
     """Run each check in turn and print what it found; exit 0 if all passed."""
     from .audio import AudioDeviceError, AudioFormat, open_sink, open_source
     from .button import PushButton
@@ -71,13 +71,14 @@ def selftest(config_path: str, *, seconds: float = 3.0, button_timeout: float = 
         failures += 1
         print(f"microphone: FAILED: {exc}")
 
-    print("leds: showing every state for 1.5 s each ...")
+    print(f"leds: showing every state for {led_seconds:g} s each ...")
     leds = StatusLeds(cfg.leds)
+    watching = threading.Event()  # never set: its wait is how long a person watches a pattern
     try:
         for state in STATES:
             print(f"  {state}")
             leds.show(state)
-            time.sleep(1.5)  # a person watches each pattern; nothing here waits on an event
+            watching.wait(led_seconds)
         leds.show("idle")
     finally:
         leds.close()

@@ -572,3 +572,52 @@ def test_run_with_a_missing_config_file_exits_78(tmp_path: Path) -> None:
     assert done.returncode == 78
     assert "absent.yaml" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_sighup_mid_reply_reloads_and_the_next_press_gives_a_full_turn(
+        monkeypatch: pytest.MonkeyPatch,
+        agent_emulator: Emulator, pulse_audio: PulseServer, mock_pins: Any, tmp_path: Path) -> None:
+    """SIGHUP while the reply plays: the parts are rebuilt, no thread or file is left over, turns go on."""
+    monkeypatch.setenv("DEEPGRAM_API_KEY", TEST_KEY)  # a reload reads the key again
+    agent_emulator.options.reply_seconds = 8.0
+    driver = Driver(pulse_audio, mock_pins)
+    daemon = make_daemon(agent_emulator, pulse_audio, tmp_path, driver,
+                         session={"idle_timeout": 0.5})
+    counts: dict[str, tuple[int, int]] = {}
+
+    def figures() -> tuple[int, int]:
+        # The finished pacat helpers of this test keep a log file and a time-limit thread until
+        # stopped: end them so only the daemon's own threads and files are counted.
+        for child in pulse_audio._children:
+            child.stop()
+        pulse_audio._children.clear()
+        return threading.active_count(), len(os.listdir("/proc/self/fd"))
+
+    def user(served: Served) -> None:
+        agent_emulator.options.reply_seconds = None
+        driver.full_turn()
+        assert wait_until(lambda: agent_emulator.sessions[-1].closed.is_set())  # idle socket closed
+        counts["before"] = figures()
+        agent_emulator.options.reply_seconds = 8.0
+        n = driver.mark()
+        driver.press()
+        driver.wait_state("listening", after=n)
+        driver.speak()
+        driver.release()
+        driver.wait_state("speaking", after=n)
+        old = daemon.parts
+        assert old is not None and wait_until(old.speaker.is_playing)
+        os.kill(os.getpid(), signal.SIGHUP)
+        assert wait_until(lambda: daemon.parts is not None and daemon.parts is not old)
+        agent_emulator.options.reply_seconds = None
+        driver.full_turn()
+        assert wait_until(lambda: agent_emulator.sessions[-1].closed.is_set())
+        # Threads of the old parts may take a moment to end: poll, do not sleep.
+        wait_until(lambda: figures() <= counts["before"], 5.0)
+        counts["after"] = figures()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    served = serve(daemon, user)
+    assert served.exit_code == 0
+    assert counts["after"] <= counts["before"], counts
+    assert served.left == []

@@ -197,3 +197,29 @@ def test_toggle_mode_three_turns_then_a_press_ends_it(make_rig: Any) -> None:
     rig.press()
     rig.release()
     rig.wait_state("idle", after=n)
+
+
+def test_debug_audio_saves_each_reply_and_uplink_turn_bounded_in_count(make_rig: Any,
+                                                                        tmp_path: Any) -> None:
+    """log.debug_audio_dir: each turn's uplink and each reply become WAV files, at most N kept."""
+    import wave
+
+    folder = tmp_path / "debug-audio"
+    rig = make_rig(log={"debug_audio_dir": str(folder), "debug_audio_max_files": 3})
+    for _ in range(2):
+        n = len(rig.states)
+        rig.press()
+        rig.wait_state("listening", after=n)
+        rig.speak("hello.wav")
+        rig.release()
+        rig.wait_state("speaking", after=n)
+        rig.wait_state("idle", after=len(rig.states))
+    assert wait_until(lambda: len(list(folder.glob("*.wav"))) == 3)
+    files = sorted(folder.glob("*.wav"))
+    kinds = [f.stem.rsplit("-", 1)[1] for f in files]
+    assert set(kinds) == {"uplink", "reply"}
+    for f in files:
+        with wave.open(str(f)) as w:
+            assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, rig.pulse.rate)
+            assert w.getnframes() > rig.pulse.rate // 2  # at least half a second of audio
+        assert oct(f.stat().st_mode & 0o777) == "0o600"
