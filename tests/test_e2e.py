@@ -171,13 +171,7 @@ def test_drop_mid_reply_goes_offline_recovers_and_carries_the_context(make_rig: 
     assert [m["role"] for m in context][:2] == ["user", "assistant"]
     _settle_idle(rig)
     rig.emulator.options.reply_seconds = None
-    n = len(rig.states)
-    rig.press()
-    rig.wait_state("listening", after=n)
-    rig.speak("hello.wav")
-    rig.release()
-    rig.wait_state("speaking", after=n)
-    rig.wait_state("idle", after=len(rig.states))
+    rig.full_turn()
 
 
 def test_toggle_mode_three_turns_then_a_press_ends_it(make_rig: Any) -> None:
@@ -207,13 +201,7 @@ def test_debug_audio_saves_each_reply_and_uplink_turn_bounded_in_count(make_rig:
     folder = tmp_path / "debug-audio"
     rig = make_rig(log={"debug_audio_dir": str(folder), "debug_audio_max_files": 3})
     for _ in range(2):
-        n = len(rig.states)
-        rig.press()
-        rig.wait_state("listening", after=n)
-        rig.speak("hello.wav")
-        rig.release()
-        rig.wait_state("speaking", after=n)
-        rig.wait_state("idle", after=len(rig.states))
+        rig.full_turn()
     assert wait_until(lambda: len(list(folder.glob("*.wav"))) == 3)
     files = sorted(folder.glob("*.wav"))
     kinds = [f.stem.rsplit("-", 1)[1] for f in files]

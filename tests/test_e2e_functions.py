@@ -32,16 +32,6 @@ FUNCTIONS = [
 ]
 
 
-def _turn(rig: Any, fixture: str = "hello.wav") -> None:
-    n = len(rig.states)
-    rig.press()
-    rig.wait_state("listening", after=n)
-    rig.speak(fixture)
-    rig.release()
-    rig.wait_state("speaking", after=n)
-    rig.wait_state("idle", after=len(rig.states))
-
-
 def _responses(rig: Any) -> list[dict[str, Any]]:
     return rig.emulator.sessions[-1].texts("FunctionCallResponse")
 
@@ -52,7 +42,7 @@ def test_gpio_function_switches_the_pin_and_the_result_reaches_the_reply(make_ri
     rig = make_rig(dialect, functions=FUNCTIONS)
     assert rig.pins.pin(LAMP).state in (0, False)
     rig.emulator.call_function("lamp", {"state": "on"})
-    _turn(rig)
+    rig.full_turn()
     assert rig.pins.pin(LAMP).state in (1, True)
     (resp,) = _responses(rig)
     content = resp["content"] if dialect == "v1" else resp["output"]
@@ -64,10 +54,10 @@ def test_volume_function_changes_the_alsa_mixer_within_bounds(make_rig: Any) -> 
     """`volume` sets the real ALSA mixer (PulseAudio's Master), clamped to the configured maximum."""
     rig = make_rig(functions=FUNCTIONS)
     rig.emulator.call_function("set_volume", {"level": 40})
-    _turn(rig)
+    rig.full_turn()
     assert wait_until(lambda: rig.pulse.sink_volume_percent() == 40)
     rig.emulator.call_function("set_volume", {"level": 100})  # above action.max 90
-    _turn(rig)
+    rig.full_turn()
     assert wait_until(lambda: rig.pulse.sink_volume_percent() == 90)
 
 
@@ -78,7 +68,7 @@ def test_invalid_unknown_and_hostile_calls_run_nothing_else(make_rig: Any) -> No
     rig.emulator.call_function("format_disk", {})
     hostile = "; touch /tmp/pwned-by-speakerd $(id) `id`"
     rig.emulator.call_function("echo", {"text": hostile})
-    _turn(rig)
+    rig.full_turn()
     bad, unknown, echoed = (json.loads(r["content"]) for r in _responses(rig))
     assert "error" in bad and "state" in json.dumps(bad)
     assert "error" in unknown
@@ -91,7 +81,7 @@ def test_end_conversation_closes_the_socket_after_the_goodbye(make_rig: Any) -> 
     """`end_conversation`: the agent's reply plays out, then the socket closes and the speaker idles."""
     rig = make_rig(functions=FUNCTIONS)
     rig.emulator.call_function("hang_up", {})
-    _turn(rig)
+    rig.full_turn()
     session = rig.emulator.sessions[-1]
     assert wait_until(session.closed.is_set), "the socket stayed open after end_conversation"
     assert rig.state == "idle"
@@ -100,7 +90,7 @@ def test_end_conversation_closes_the_socket_after_the_goodbye(make_rig: Any) -> 
 def test_conversation_log_holds_every_turn_once_across_a_drop(make_rig: Any, tmp_path: Path) -> None:
     """A dropped link mid-reply: the log holds each user and assistant text exactly once."""
     rig = make_rig(functions=FUNCTIONS)
-    _turn(rig)
+    rig.full_turn()
     rig.emulator.options.reply_seconds = 3.0
     rig.emulator.options.drop_mid_reply = True
     n = len(rig.states)

@@ -13,7 +13,7 @@ import pytest
 
 from speakerd.audio import AudioFormat, open_source
 from speakerd.mic import Mic, exponential_backoff
-from tests.support.alsa import WAIT, AlsaFiles, Hold, SteeredSource, load_wav, ramp
+from tests.support.alsa import WAIT, AlsaFiles, DeviceLog, Hold, SteeredSource, load_wav, ramp
 
 FMT = AudioFormat(rate=16000, period_frames=320)
 PERIOD = FMT.period_bytes
@@ -40,23 +40,6 @@ class Uplink:
     def snapshot(self) -> list[bytes]:
         with self._cond:
             return list(self.frames)
-
-
-class DeviceLog:
-    """Records on_device() calls and lets a test wait for one."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[bool, str]] = []
-        self._cond = threading.Condition()
-
-    def __call__(self, ok: bool, message: str) -> None:
-        with self._cond:
-            self.calls.append((ok, message))
-            self._cond.notify_all()
-
-    def wait_for(self, count: int, timeout: float = WAIT) -> None:
-        with self._cond:
-            assert self._cond.wait_for(lambda: len(self.calls) >= count, timeout), self.calls
 
 
 def stop_mic(mic: Mic, sources: list[SteeredSource]) -> None:

@@ -12,7 +12,7 @@ from speakerd import chimes
 from speakerd.audio import AudioDeviceError, AudioFormat, open_sink
 from speakerd.config import ChimeConfig, ChimesConfig
 from speakerd.speaker import PlaybackDrained, PlaybackInterrupted, PlaybackStarted, Speaker
-from tests.support.alsa import WAIT, AlsaFiles, SpySink, ramp
+from tests.support.alsa import WAIT, AlsaFiles, DeviceLog, SpySink, ramp
 
 FMT = AudioFormat(rate=16000, period_frames=320)
 PERIOD = FMT.period_bytes
@@ -36,23 +36,6 @@ class Events:
                 lambda: sum(isinstance(e, kind) for e in self.items) >= count, timeout)
             assert ok, f"no {kind.__name__} (x{count}) in {self.items}"
             return [e for e in self.items if isinstance(e, kind)]
-
-
-class DeviceLog:
-    """Records on_device() calls."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[bool, str]] = []
-        self._cond = threading.Condition()
-
-    def __call__(self, ok: bool, message: str) -> None:
-        with self._cond:
-            self.calls.append((ok, message))
-            self._cond.notify_all()
-
-    def wait_for(self, count: int, timeout: float = WAIT) -> None:
-        with self._cond:
-            assert self._cond.wait_for(lambda: len(self.calls) >= count, timeout), self.calls
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = WAIT) -> None:

@@ -279,3 +279,20 @@ class SpySink:
 
     def names(self) -> list[str]:
         return [c.name for c in self.calls]
+
+
+class DeviceLog:
+    """Records on_device() calls and lets a test wait for one."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[bool, str]] = []
+        self._cond = threading.Condition()  # notified on every call from the device thread
+
+    def __call__(self, ok: bool, message: str) -> None:
+        with self._cond:
+            self.calls.append((ok, message))
+            self._cond.notify_all()
+
+    def wait_for(self, count: int, timeout: float = WAIT) -> None:
+        with self._cond:
+            assert self._cond.wait_for(lambda: len(self.calls) >= count, timeout), self.calls

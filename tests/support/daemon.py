@@ -134,6 +134,16 @@ class DaemonRig:
             assert wait_until(lambda: not proc.alive(), WAIT), "pacat did not finish"
         return pcm
 
+    def full_turn(self, fixture: str = "hello.wav") -> None:
+        """Press, speak, release, hear the reply out: back to idle."""
+        n = len(self.states)
+        self.press()
+        self.wait_state("listening", after=n)
+        self.speak(fixture)
+        self.release()
+        self.wait_state("speaking", after=n)
+        self.wait_state("idle", after=len(self.states))
+
     # --- observations -------------------------------------------------------------------
 
     @property
