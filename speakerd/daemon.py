@@ -15,7 +15,8 @@ from typing import Any
 from . import protocol
 from .agent import AgentLink, Received
 from .config import EX_CONFIG, Config, ConfigError, load_api_key, load_config
-from .session import ButtonPressed, ButtonReleased, DeviceChanged, Router, Session, UplinkStarted
+from .router import Router
+from .session import ButtonPressed, ButtonReleased, DeviceChanged, Session, UplinkStarted
 
 log = logging.getLogger(__name__)
 

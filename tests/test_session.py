@@ -11,13 +11,8 @@ import pytest
 from speakerd import protocol as p
 from speakerd.agent import LinkDown, LinkUp, Received
 from speakerd.config import Config, parse_config
-from speakerd.session import (
-    ButtonPressed,
-    ButtonReleased,
-    Router,
-    Session,
-    exponential_backoff,
-)
+from speakerd.router import Router
+from speakerd.session import ButtonPressed, ButtonReleased, Session, exponential_backoff
 
 
 class Clock:
