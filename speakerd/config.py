@@ -366,14 +366,14 @@ class _Loader:
             return dict(raw)
         if hint is bool:
             if not isinstance(raw, bool):
-                self.problem(path, f"must be true or false, got {_kind(raw)} {raw!r}")
+                self.problem(path, f"must be true or false, got {_kind(raw)} {_show(raw)}")
                 return False
             return raw
         if hint in (int, float):
             if isinstance(raw, bool) or not isinstance(raw, int | float) or (
                     hint is int and isinstance(raw, float) and not raw.is_integer()):
                 self.problem(path, f"must be {'an integer' if hint is int else 'a number'}, "
-                                   f"got {_kind(raw)} {raw!r}")
+                                   f"got {_kind(raw)} {_show(raw)}")
                 return 0
             val = hint(raw)
             if not math.isfinite(val):  # NaN slips past every range comparison
@@ -401,13 +401,38 @@ class _Loader:
             if choices:
                 wanted = raw.upper() if all(c.isupper() for c in choices) else raw
                 if wanted not in choices:
-                    self.problem(path, f"must be one of {', '.join(choices)}, got {raw!r}"
+                    self.problem(path, f"must be one of {', '.join(choices)}, got {_show(raw)}"
                                  + _did_you_mean(raw, list(choices)))
                 return wanted
             return raw
         if hint is Any:
             return raw
         raise TypeError(f"config field {path} has an unsupported type {hint!r}")
+
+
+def _show(value: Any) -> str:
+    """A value for an error message; long strings are not repeated (a secret pasted into the
+    wrong field must not end up in the journal)."""
+    if isinstance(value, str) and len(value) > 24:
+        return f"({len(value)} characters)"
+    return repr(value)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys silently; a second `session:` would wipe the first."""
+
+    duplicates: list[str]
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            line = key_node.start_mark.line + 1
+            if isinstance(key, str | int | float | bool) and key in seen:
+                self.duplicates.append(f"line {line}: key {key!r} appears again (first at line {seen[key]})")
+            elif isinstance(key, str | int | float | bool):
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 def _kind(value: Any) -> str:
@@ -492,13 +517,21 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
     except UnicodeDecodeError as exc:
         raise ConfigError([f"{path}: not UTF-8 text (byte {exc.start})"]) from None
+    loader: _UniqueKeyLoader | None = None
     try:
-        raw = yaml.safe_load(text)
+        loader = _UniqueKeyLoader(text)  # reading starts here, so a bad character raises here
+        loader.duplicates = []
+        raw = loader.get_single_data()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = " ".join((getattr(exc, "problem", None) or str(exc)).split())
         raise ConfigError([f"{path}: not valid YAML{where}: {problem}"]) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+    if loader.duplicates:
+        raise ConfigError([f"{path}: {d}" for d in loader.duplicates])
     return parse_config(raw)
 
 

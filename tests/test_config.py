@@ -547,3 +547,19 @@ def test_shipped_files_hold_no_key() -> None:
     assert "api_key:" not in text
     assert not re.search(r"\b[0-9a-f]{40}\b", text)  # Deepgram keys are 40 hex characters
 
+
+
+def test_a_repeated_key_is_named_with_both_lines(tmp_path: Path) -> None:
+    """A second `session:` would silently replace the first; the loader names both lines instead."""
+    path = tmp_path / "speakerd.yaml"
+    path.write_text("session:\n  idle_timeout: 5\nbutton:\n  pin: GPIO5\nsession:\n  reply_timeout: 3\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.problems == [f"{path}: line 5: key 'session' appears again (first at line 1)"]
+
+
+def test_a_key_pasted_into_a_number_field_is_not_echoed() -> None:
+    """A long string in the wrong field is described by its length, never repeated."""
+    problems = _problems({"agent": {"connect_timeout": FAKE_KEY}})
+    assert problems == [f"agent.connect_timeout: must be a number, got a string ({len(FAKE_KEY)} characters)"]
+    assert FAKE_KEY not in "\n".join(problems)
