@@ -569,6 +569,11 @@ class Session:
         self._conversation = False
         self._held = False
         self._log_turn()
+        if self.state == "offline":
+            # Nobody is waiting for the conversation any more: stop trying to bring it back.
+            self._reconnect_at = None
+            self._offline_since = None
+            close = True
         if close:
             self._close_link()
             self._forget_conversation()

@@ -312,3 +312,16 @@ def test_backoff_doubles_to_a_ceiling_with_jitter(initial: float, maximum: float
     assert values[0] == pytest.approx(initial * 1.2)
     assert max(values) == pytest.approx(maximum * 1.2)
     assert values == sorted(values)
+
+
+def test_ending_a_toggle_conversation_while_offline_stops_the_reconnects() -> None:
+    """Toggle: a press while offline ends the conversation, and no reconnect follows."""
+    rig = make_rig(parse_config({"button": {"mode": "toggle"}}))
+    rig.send(ButtonPressed(rig.clock()))
+    rig.ready()
+    rig.send(LinkDown(rig.link, rig.clock(), "connection lost"))
+    assert rig.session.state == "offline"
+    rig.send(ButtonPressed(rig.clock()))
+    assert rig.session.state == "idle"
+    rig.advance(60.0)
+    assert len(rig.links) == 1
