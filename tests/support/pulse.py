@@ -31,7 +31,10 @@ import pytest
 from speakerd.config import AudioInputConfig, AudioOutputConfig
 
 RATE = 16000
-MAX_SECONDS = 300.0  # no process started here outlives this, even if a test forgets it
+MAX_SECONDS = 300.0  # no helper process started here outlives this, even if a test forgets it
+# The sound server itself lives as long as the whole test run (it is session-scoped and stopped
+# at the end); its safety limit must outlast the suite, or later tests find no server.
+SERVER_MAX_SECONDS = 3600.0
 
 
 def _die_with_parent() -> None:
@@ -153,7 +156,7 @@ class PulseServer:
             ["pulseaudio", "-n", "-F", str(self.dir / "default.pa"), "--daemonize=no",
              "--exit-idle-time=-1", "--use-pid-file=no", "--log-target=stderr",
              "--disallow-exit", "--disable-shm=yes"],
-            self.env, log=self.dir / "pulseaudio.log")
+            self.env, log=self.dir / "pulseaudio.log", max_seconds=SERVER_MAX_SECONDS)
         deadline = time.monotonic() + timeout
         ready = threading.Event()  # never set: its wait() is an interruptible pause between polls
         while time.monotonic() < deadline:
