@@ -92,8 +92,8 @@ def recover(rig: DaemonRig, baseline: tuple[int, int]) -> None:
     assert_no_growth(rig, baseline)
 
 
-def reply_until_speaking(rig: DaemonRig) -> int:
-    """Start a turn and wait until the reply plays; return the state index of the press."""
+def reply_until(rig: DaemonRig, state: str = "speaking") -> int:
+    """Press, speak, release, and wait for `state`; return the state index of the press."""
     n = len(rig.states)
     rig.press()
     rig.wait_state("listening", after=n)
@@ -101,7 +101,7 @@ def reply_until_speaking(rig: DaemonRig) -> int:
     assert wait_until(lambda: not proc.alive(), WAIT)
     proc.stop()
     rig.release()
-    rig.wait_state("speaking", after=n)
+    rig.wait_state(state, after=n)
     return n
 
 
@@ -158,14 +158,7 @@ def test_tcp_dropped_mid_reply(fault_rig: Any) -> None:
     rig, baseline = fault_rig()
     rig.emulator.options.reply_seconds = 3.0
     rig.emulator.options.drop_mid_reply = True
-    n = len(rig.states)
-    rig.press()
-    rig.wait_state("listening", after=n)
-    proc = rig.pulse.play_into_mic(load_wav("hello.wav"))
-    assert wait_until(lambda: not proc.alive(), WAIT)
-    proc.stop()
-    rig.release()
-    rig.wait_state("offline", after=n)
+    reply_until(rig, "offline")
     rig.emulator.options.reply_seconds = None
     recover(rig, baseline)
 
@@ -174,14 +167,7 @@ def test_close_right_after_an_error(fault_rig: Any) -> None:
     """An Error then a close: the error state, then idle after the hold, then a full turn."""
     rig, baseline = fault_rig()
     rig.emulator.options.error_then_close = "EMULATED_FAILURE"
-    n = len(rig.states)
-    rig.press()
-    rig.wait_state("listening", after=n)
-    proc = rig.pulse.play_into_mic(load_wav("hello.wav"))
-    assert wait_until(lambda: not proc.alive(), WAIT)
-    proc.stop()
-    rig.release()
-    rig.wait_state("error", after=n)
+    reply_until(rig, "error")
     recover(rig, baseline)
 
 
@@ -334,7 +320,7 @@ def test_malformed_huge_and_odd_frames_mid_reply(fault_rig: Any) -> None:
     """Malformed JSON, a 10 MB text frame and odd-length binary frames mid-reply: skipped, link kept."""
     rig, baseline = fault_rig()
     rig.emulator.options.reply_seconds = 2.0
-    reply_until_speaking(rig)
+    reply_until(rig)
     emu_session = rig.emulator.sessions[-1]
     link = _session(rig)._conn.link
     _send_raw(emu_session, ["{not json", '{"type": ', "[1, 2, 3]", '"just a string"',
@@ -396,7 +382,7 @@ def test_playback_device_gone_mid_reply_and_back(own_rig: DaemonRig,
     full_turn(rig)
     baseline = settle(rig)
     rig.emulator.options.reply_seconds = 4.0
-    reply_until_speaking(rig)
+    reply_until(rig)
     rig.pulse.crash()
     assert wait_until(lambda: any("speaker unavailable" in r.getMessage()
                                   for r in caplog.records), WAIT)
