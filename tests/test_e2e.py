@@ -9,7 +9,6 @@ import pytest
 from .support.alsa import load_wav
 from .support.daemon import (
     WAIT,
-    best_correlation,
     envelope,
     trim_silence,
     wait_until,
@@ -37,9 +36,8 @@ def test_press_speak_release_hears_the_parrot_reply(make_rig: Any, dialect: str)
     heard = rec.stop()
     assert rig.state_names() == ["idle", "connecting", "listening", "thinking", "speaking", "idle"]
     assert rig.led_history()[-6:] == rig.state_names()
-    # What the mic heard reaches the speaker: the envelopes of the spoken and the heard audio match.
-    speech = envelope(trim_silence(spoken), rig.pulse.rate)
-    assert best_correlation(speech, envelope(heard, rig.pulse.rate)) > 0.9
+    # What the mic heard reaches the speaker.
+    rig.assert_parrot_heard(spoken, heard)
     assert rig.emulator.sessions[-1].settings["type"] == (
         "Settings" if dialect == "v1" else "SettingsConfiguration")
 
@@ -71,9 +69,7 @@ def test_press_mid_reply_stops_it_and_the_next_turn_works(make_rig: Any) -> None
     rig.wait_state("speaking", after=n)
     m = len(rig.states)
     rig.wait_state("idle", after=m)
-    heard = rec2.stop()
-    speech = envelope(trim_silence(spoken), rig.pulse.rate)
-    assert best_correlation(speech, envelope(heard, rig.pulse.rate)) > 0.9
+    rig.assert_parrot_heard(spoken, rec2.stop())
 
 
 def test_user_started_speaking_in_full_duplex_stops_playback(make_rig: Any) -> None:
@@ -95,9 +91,7 @@ def test_user_started_speaking_in_full_duplex_stops_playback(make_rig: Any) -> N
     # After the interruption the speaker carries only the parrot of the new utterance.
     n = len(rig.states)
     rig.wait_state("idle", after=n)
-    heard = rec.stop()
-    weather = envelope(trim_silence(load_wav("weather.wav")), rig.pulse.rate)
-    assert best_correlation(weather, envelope(heard, rig.pulse.rate)) > 0.9
+    rig.assert_parrot_heard(load_wav("weather.wav"), rec.stop())
 
 
 def test_cold_press_with_slow_settings_loses_no_speech(make_rig: Any) -> None:

@@ -87,6 +87,23 @@ def trim_silence(pcm: bytes, threshold: int = 300) -> bytes:
     return samples[loud[0]:loud[-1] + 1].tobytes() if loud else b""
 
 
+def played_in_order(sent: bytes, heard: bytes, chunk: int = 1600) -> float:
+    """The share of `sent`'s non-silent 50 ms chunks found byte for byte in `heard`, in order.
+
+    Exact bytes, not envelopes: a playback underrun or a recorder glitch costs the chunks it
+    touches instead of the whole comparison, while anything other than the sent audio matches
+    nothing at all.
+    """
+    chunks = [sent[i:i + chunk] for i in range(0, len(sent) - chunk + 1, chunk)]
+    chunks = [c for c in chunks if max(array.array("h", c), default=0) > 300]
+    found, pos = 0, 0
+    for c in chunks:
+        at = heard.find(c, pos)
+        if at >= 0:
+            found, pos = found + 1, at + len(c)
+    return found / len(chunks) if chunks else 0.0
+
+
 class DaemonRig:
     """The daemon under test and the handles a test needs to play the user."""
 
@@ -162,6 +179,19 @@ class DaemonRig:
         assert wait_until(seen, timeout), f"never reached {state}; states: {self.state_names()}"
         with self._lock:
             return next(t for s, t in self.states[after:] if s == state)
+
+    def assert_parrot_heard(self, spoken: bytes, heard: bytes) -> None:
+        """The agent's last reply repeats what was spoken, and the speaker played that reply."""
+        reply = [r for r in self.emulator.sessions[-1].replies if r.kind == "turn"][-1]
+        # The microphone side: the agent heard the user's words (it parrots what it received,
+        # from its own speech onset to its end of speech), all of them.
+        said = bytes(reply.audio)
+        assert len(said) >= 0.8 * len(trim_silence(spoken)), "the agent heard only part of it"
+        rate = self.pulse.rate
+        assert best_correlation(envelope(said, rate), envelope(spoken, rate)) > 0.9
+        # The speaker side: what the agent sent is what reached the speaker, in order.
+        share = played_in_order(bytes(reply.audio), heard)
+        assert share >= 0.9, f"only {share:.0%} of the reply reached the speaker"
 
     def led_history(self) -> list[str]:
         assert self.daemon.parts is not None

@@ -238,6 +238,11 @@ class PulseServer:
                              text=True, timeout=10, check=True).stdout
         return int(out.split("%")[0].split()[-1])
 
+    def set_sink_volume_percent(self, percent: int, sink: str = "speaker") -> None:
+        """Set the sink's volume (at 100 % the monitor carries exactly the bytes played)."""
+        subprocess.run(["pactl", "set-sink-volume", sink, f"{percent}%"], env=self.env,
+                       capture_output=True, timeout=10, check=True)
+
     def input_config(self, **overrides: Any) -> AudioInputConfig:
         return replace(AudioInputConfig(device=self.mic_device, sample_rate=self.rate), **overrides)
 
@@ -268,6 +273,8 @@ def pulse_audio(pulse_server: PulseServer,
         for child in pulse_server._children:
             child.stop()
         pulse_server._children.clear()
+        # A test may have turned the shared speaker down (the volume function does).
+        pulse_server.set_sink_volume_percent(100)
 
 
 @pytest.fixture
