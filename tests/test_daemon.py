@@ -608,7 +608,9 @@ def test_sighup_mid_reply_reloads_and_the_next_press_gives_a_full_turn(
         old = daemon.parts
         assert old is not None and wait_until(old.speaker.is_playing)
         os.kill(os.getpid(), signal.SIGHUP)
-        assert wait_until(lambda: daemon.parts is not None and daemon.parts is not old)
+        # The button is made last in start-up: a press before it exists would be lost.
+        assert wait_until(lambda: daemon.parts is not None and daemon.parts is not old
+                          and daemon.parts.button is not None)
         agent_emulator.options.reply_seconds = None
         driver.full_turn()
         assert wait_until(lambda: agent_emulator.sessions[-1].closed.is_set())
