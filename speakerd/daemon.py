@@ -13,10 +13,21 @@ from types import FrameType
 from typing import Any
 
 from . import protocol
-from .agent import AgentLink, Received
+from .agent import AgentLink
 from .config import EX_CONFIG, Config, ConfigError, load_api_key, load_config
+from .events import (
+    AgentConnected,
+    AgentDisconnected,
+    AgentEventReceived,
+    ButtonPressed,
+    ButtonReleased,
+    DeviceChanged,
+    Event,
+    State,
+    UplinkStarted,
+)
 from .router import Router
-from .session import ButtonPressed, ButtonReleased, DeviceChanged, Session, UplinkStarted
+from .session import Session
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +42,20 @@ class Hooks:
     open_source: Callable[[], Any] | None = None
     open_sink: Callable[[], Any] | None = None
     mixer_factory: Callable[[str, str], Any] | None = None
-    on_state: Callable[[str], None] | None = None
+    on_state: Callable[[State], None] | None = None
     on_text: Callable[[str, str], None] | None = None
 
 
+class PartsStuck(RuntimeError):
+    """A thread of the old parts would not stop: it still owns its device."""
+
+
 class Parts:
-    """One generation of running components, built from one config (a reload builds anew)."""
+    """One generation of running components, built from one config (a reload builds anew).
+
+    Building claims pins and devices; if any step fails, whatever was claimed is released
+    before the error propagates, so the caller may build again.
+    """
 
     def __init__(self, cfg: Config, api_key: str, notifier: Any, hooks: Hooks) -> None:
         from .audio import AlsaMixer, AudioFormat, open_sink, open_source
@@ -50,51 +69,67 @@ class Parts:
 
         self.cfg = cfg
         self._api_key = api_key
-        self.leds = StatusLeds(cfg.leds)
-        self.convlog = ConversationLog(cfg.log.state_dir, enabled=cfg.log.conversation_log,
-                                       max_bytes=cfg.log.conversation_log_max_bytes,
-                                       backups=cfg.log.conversation_log_backups)
-        post = self._post
-        self.speaker = Speaker(
-            hooks.open_sink or (lambda: open_sink(cfg.audio.output)),
-            AudioFormat.from_output(cfg.audio.output), on_event=post,
-            late_audio_timeout=cfg.session.late_audio_timeout, chimes=cfg.chimes,
-            on_device=lambda ok, msg: post(DeviceChanged("speaker", ok, msg)))
-        recorder = None
-        if cfg.log.debug_audio_dir:
-            from .recorder import WavRecorder
-            recorder = WavRecorder(
-                cfg.log.debug_audio_dir, cfg.log.debug_audio_max_files,
-                rates={"uplink": cfg.audio.input.sample_rate, "reply": cfg.audio.output.sample_rate},
-                widths={"uplink": 2, "reply": 1 if cfg.audio.output.encoding == "mulaw" else 2})
-        self.router = Router(self.speaker, recorder)
-        self.mic = Mic(
-            hooks.open_source or (lambda: open_source(cfg.audio.input)),
-            AudioFormat.from_input(cfg.audio.input), self.router.uplink,
-            buffer_seconds=cfg.audio.input.connect_buffer_seconds,
-            on_device=lambda ok, msg: post(DeviceChanged("microphone", ok, msg)),
-            on_first_send=lambda t: post(UplinkStarted(t)))
-        gpio_pins = [(f.action.pin, f.action.active_high) for f in cfg.functions
-                     if f.action is not None and f.action.type == "gpio"]
-        self.outputs = GpioOutputs(gpio_pins) if gpio_pins else None
-        self.runner = FunctionRunner(cfg.functions, on_result=post,
-                                     mixer_factory=hooks.mixer_factory or AlsaMixer,
-                                     outputs=self.outputs)
-        self.session = Session(
-            cfg, connect=self._connect, mic=self.mic, speaker=self.speaker, leds=self.leds,
-            router=self.router, runner=self.runner, convlog=self.convlog, status=notifier,
-            on_state=hooks.on_state, on_text=hooks.on_text,
-            watchdog_interval=notifier.watchdog_interval() if notifier is not None else None)
-        self._button_cls = PushButton
         self.button: Any = None
         self.links: list[AgentLink] = []
+        self.outputs: GpioOutputs | None = None
+        self._built: list[tuple[str, Callable[[], object]]] = []  # how to undo each step, in order
+        try:
+            self.leds = StatusLeds(cfg.leds)
+            self._built.append(("leds", self.leds.close))
+            self.convlog = ConversationLog(cfg.log.state_dir, enabled=cfg.log.conversation_log,
+                                           max_bytes=cfg.log.conversation_log_max_bytes,
+                                           backups=cfg.log.conversation_log_backups)
+            self._built.append(("conversation log", self.convlog.close))
+            post = self._post
+            self.speaker = Speaker(
+                hooks.open_sink or (lambda: open_sink(cfg.audio.output)),
+                AudioFormat.from_output(cfg.audio.output), on_event=post,
+                late_audio_timeout=cfg.session.late_audio_timeout, chimes=cfg.chimes,
+                on_device=lambda ok, msg: post(DeviceChanged("speaker", ok, msg)))
+            recorder = None
+            if cfg.log.debug_audio_dir:
+                from .recorder import WavRecorder
+                recorder = WavRecorder(
+                    cfg.log.debug_audio_dir, cfg.log.debug_audio_max_files,
+                    rates={"uplink": cfg.audio.input.sample_rate,
+                           "reply": cfg.audio.output.sample_rate},
+                    widths={"uplink": 2, "reply": 1 if cfg.audio.output.encoding == "mulaw" else 2})
+            self.router = Router(self.speaker, recorder)
+            self.mic = Mic(
+                hooks.open_source or (lambda: open_source(cfg.audio.input)),
+                AudioFormat.from_input(cfg.audio.input), self.router,
+                buffer_seconds=cfg.audio.input.connect_buffer_seconds,
+                on_device=lambda ok, msg: post(DeviceChanged("microphone", ok, msg)),
+                on_first_send=lambda t: post(UplinkStarted(t)))
+            gpio_pins = [(f.action.pin, f.action.active_high) for f in cfg.functions
+                         if f.action is not None and f.action.type == "gpio"]
+            if gpio_pins:
+                self.outputs = GpioOutputs(gpio_pins)
+                self._built.append(("outputs", self.outputs.close))
+            self.runner = FunctionRunner(cfg.functions, on_result=post,
+                                         mixer_factory=hooks.mixer_factory or AlsaMixer,
+                                         outputs=self.outputs)
+            self._built.append(("functions", self.runner.close))
+            self.session = Session(
+                cfg, connect=self._connect, mic=self.mic, speaker=self.speaker, leds=self.leds,
+                router=self.router, runner=self.runner, convlog=self.convlog, status=notifier,
+                on_state=hooks.on_state, on_text=hooks.on_text,
+                watchdog_interval=notifier.watchdog_interval() if notifier is not None else None)
+        except BaseException:
+            self._undo()
+            raise
+        self._button_cls = PushButton
 
-    def _post(self, event: object) -> None:
+    def _undo(self) -> None:
+        for name, undo in reversed(self._built):
+            try:
+                undo()
+            except Exception:  # noqa: BLE001 - release the rest whatever one part does
+                log.exception("releasing %s failed", name)
+        self._built.clear()
+
+    def _post(self, event: Event) -> None:
         self.session.post(event)
-
-    def _close_outputs(self) -> None:
-        if self.outputs is not None:
-            self.outputs.close()
 
     def _connect(self, settings: str) -> AgentLink:
         cfg = self.cfg.agent
@@ -106,23 +141,35 @@ class Parts:
                          ca_file=cfg.ca_file)
         # Old links are kept only until their threads are gone, so a stop can join them.
         self.links = [old for old in self.links if old.alive()] + [link]
-        return link.start()
+        return link  # the session starts it once the router knows it
 
-    def _on_link_event(self, event: object) -> None:
+    def _on_link_event(self, event: AgentConnected | AgentDisconnected | AgentEventReceived) -> None:
         # agent-rx: the router acts in arrival order before the session hears of it.
-        if isinstance(event, Received):
+        if isinstance(event, AgentEventReceived):
             self.router.event(event.link, event.event)
         self.session.post(event)
 
     def start(self) -> None:
-        """Start in dependency order: outputs first, the button last (presses need a session)."""
-        self.leds.show("idle")
-        self.speaker.start()
-        self.mic.start()
-        self.session.start()
-        self.button = self._button_cls(
-            self.cfg.button, on_press=self._pressed,
-            on_release=lambda t: self._post(ButtonReleased(t)))
+        """Start in dependency order: outputs first, the button last (presses need a session).
+
+        A failure part way stops what was started and releases every claimed device.
+        """
+        try:
+            self.leds.show(State.IDLE)
+            for name, start, stop in (
+                    ("speaker", self.speaker.start, lambda: self.speaker.stop(STOP_TIMEOUT / 4)),
+                    ("mic", self.mic.start, lambda: self.mic.stop(STOP_TIMEOUT / 4))):
+                if not start():
+                    raise PartsStuck(f"the previous {name} thread still owns its device")
+                self._built.append((name, stop))
+            self.session.start()
+            self._built.append(("session", lambda: self.session.stop(STOP_TIMEOUT / 4)))
+            self.button = self._button_cls(
+                self.cfg.button, on_press=self._pressed,
+                on_release=lambda t: self._post(ButtonReleased(t)))
+        except BaseException:
+            self._undo()
+            raise
 
     def _pressed(self, t: float) -> None:
         # gpiozero's thread. Every press silences the agent, whatever the state, so the speaker
@@ -131,24 +178,37 @@ class Parts:
         self.speaker.interrupt()
         self._post(ButtonPressed(t))
 
-    def stop(self) -> None:
-        """Stop in reverse order; every step is bounded and a stuck thread is logged, not waited on."""
+    def _close_button(self) -> None:
+        if self.button is not None:
+            self.button.close()
+
+    def stop(self) -> list[str]:
+        """Stop in reverse order; every step is bounded. Returns the threads that would not stop.
+
+        A stuck thread is logged, not waited on; it still holds its device, which is why the
+        caller must not build another generation over it.
+        """
+        wait = STOP_TIMEOUT / 4
         steps: list[tuple[str, Callable[[], object]]] = [
-            ("button", lambda: self.button and self.button.close()),
-            ("session", lambda: self.session.stop(STOP_TIMEOUT / 4)),
-            ("links", lambda: [link.join(STOP_TIMEOUT / 4) for link in self.links]),
-            ("mic", lambda: self.mic.stop(STOP_TIMEOUT / 4)),
-            ("speaker", lambda: self.speaker.stop(STOP_TIMEOUT / 4)),
+            ("button", self._close_button),
+            ("session", lambda: self.session.stop(wait)),
+            ("agent link", lambda: all([link.join(wait) for link in self.links])),
+            ("mic", lambda: self.mic.stop(wait)),
+            ("speaker", lambda: self.speaker.stop(wait)),
             ("functions", self.runner.close),
-            ("outputs", self._close_outputs),
+            ("outputs", self.outputs.close if self.outputs is not None else lambda: None),
             ("leds", self.leds.close),
             ("conversation log", self.convlog.close),
         ]
+        stuck: list[str] = []
         for name, step in steps:
             try:
-                step()
+                if step() is False:  # a thread's stop() says False when the thread lives on
+                    stuck.append(name)
             except Exception:  # noqa: BLE001 - one part failing to stop must not keep the rest running
                 log.exception("stopping %s failed", name)
+        self._built.clear()
+        return stuck
 
 
 class Daemon:
@@ -203,8 +263,7 @@ class Daemon:
     def start(self) -> None:
         self._saved_excepthook = threading.excepthook
         threading.excepthook = self._thread_crashed
-        self.parts = Parts(self.cfg, self._api_key, self.notifier, self.hooks)
-        self.parts.start()
+        self.parts = self._build(self.cfg, self._api_key)
         # Ready once the devices are being served; the network is not waited for (connect on press).
         self.notifier.ready()
         log.info("speakerd ready (%s dialect, button %s in %s mode)", self.cfg.agent.dialect,
@@ -231,7 +290,14 @@ class Daemon:
                 return EX_OK
             if self._reload_requested:
                 self._reload_requested = False
-                self.reload()
+                try:
+                    self.reload()
+                except Exception as exc:  # noqa: BLE001 - no parts run now: exit, systemd restarts us
+                    log.critical("reload failed and the previous config could not be restored: %s",
+                                 exc, exc_info=True)
+                    self._shutdown()
+                    self.exit_code = EX_CRASH
+                    return EX_CRASH
 
     def reload(self) -> bool:
         """Re-read the config; a broken file leaves the running config in place."""
@@ -251,12 +317,30 @@ class Daemon:
             return False
         log.info("reloading the config from %s", path)
         if self.parts is not None:
-            self.parts.stop()
+            parts, self.parts = self.parts, None
+            stuck = parts.stop()
+            if stuck:
+                # They still own their devices: a new generation would be a second owner.
+                raise PartsStuck(f"{', '.join(stuck)} did not stop")
+        try:
+            self.parts = self._build(cfg, key)
+        except Exception as exc:  # noqa: BLE001 - a busy pin or a device error: keep serving
+            reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+            log.error("reload: cannot start with the new config (%s); back to the previous one",
+                      reason)
+            self.parts = self._build(self.cfg, self._api_key)  # failing again: run() exits
+            self.notifier.status(f"reload failed: {reason}"[:200])
+            self.notifier.ready()
+            return False
         self.cfg, self._api_key = cfg, key
-        self.parts = Parts(cfg, key, self.notifier, self.hooks)
-        self.parts.start()
         self.notifier.ready()
         return True
+
+    def _build(self, cfg: Config, key: str) -> Parts:
+        """Build and start one generation; on failure nothing of it stays claimed."""
+        parts = Parts(cfg, key, self.notifier, self.hooks)
+        parts.start()
+        return parts
 
     def stop(self) -> None:
         """Stop everything (idempotent): drop audio rather than drain it."""
