@@ -35,8 +35,8 @@ from speakerd.audio import open_sink  # noqa: E402
 from speakerd.config import Config, parse_config  # noqa: E402
 from speakerd.daemon import Daemon, Hooks  # noqa: E402
 from speakerd.emulator import Emulator, EmulatorOptions  # noqa: E402
+from speakerd.events import PlaybackStarted, State  # noqa: E402
 from speakerd.notify import Notifier  # noqa: E402
-from speakerd.speaker import PlaybackStarted  # noqa: E402
 from tests.support.pulse import PulseServer  # noqa: E402
 
 KEY = "bench-emulator-key"
@@ -270,7 +270,7 @@ def bench_barge_in(pa: PulseServer, emu: Emulator, tmp: Path, n: int, duplex: bo
     try:
         k = len(rig.obs.states)
         rig.edge(True)
-        rig.wait_state("listening", k)
+        rig.wait_state(State.LISTENING, k)
         rig.speak(speech)
         if not duplex:
             rig.edge(False)
@@ -289,7 +289,7 @@ def bench_barge_in(pa: PulseServer, emu: Emulator, tmp: Path, n: int, duplex: bo
                 k = len(rig.obs.states)
                 t = rig.edge(True)
                 trials.append(Trial(t, started))
-                rig.wait_state("listening", k)
+                rig.wait_state(State.LISTENING, k)
                 rig.speak(speech)
                 rig.edge(False)
         pause(0.3)
@@ -317,7 +317,7 @@ def bench_press(pa: PulseServer, emu: Emulator, tmp: Path, warm_n: int, cold_n: 
             if is_cold and emu.sessions:
                 wait_until(lambda: emu.sessions[-1].closed.is_set(), WAIT, "idle close")
             elif not is_cold:
-                wait_until(lambda: rig.state() == "idle", WAIT, "idle")
+                wait_until(lambda: rig.state() == State.IDLE, WAIT, "idle")
             n_sessions = len(emu.sessions)
             if is_cold and i >= warm_n:
                 # Speech from the press edge: is any of it lost while the socket opens?
@@ -329,7 +329,7 @@ def bench_press(pa: PulseServer, emu: Emulator, tmp: Path, warm_n: int, cold_n: 
                 pause(0.3)  # the mic already hears the tone; the gate opens at the press
                 k = len(rig.obs.states)
                 t = rig.edge(True)
-            rig.wait_state("listening", k)
+            rig.wait_state(State.LISTENING, k)
             wait_until(lambda: not proc.alive(), WAIT, "pacat")  # noqa: B023,B007,E501 - used at once
             rig.edge(False)
             wait_until(lambda: len(emu.sessions) > n_sessions or not is_cold or i == 0, WAIT, "session")  # noqa: B023,B007,E501 - used at once
@@ -347,7 +347,7 @@ def bench_press(pa: PulseServer, emu: Emulator, tmp: Path, warm_n: int, cold_n: 
                 offs = [got.find(speech[j:j + chunk]) for j in range(0, len(speech) - chunk, chunk)]
                 lost.append(offs.count(-1) * chunk // 2)
                 lost_at.append([j for j, o in enumerate(offs) if o < 0])
-            rig.wait_state("speaking", k)
+            rig.wait_state(State.SPEAKING, k)
     finally:
         rig.stop()
     return {"warm": warm, "cold": cold, "lost": lost, "lost_at": lost_at, "turn": fb_turn}
@@ -367,12 +367,12 @@ def bench_rx_write(pa: PulseServer, emu: Emulator, tmp: Path, seconds: float) ->
     try:
         k = len(rig.obs.states)
         rig.edge(True)
-        rig.wait_state("listening", k)
+        rig.wait_state(State.LISTENING, k)
         rig.speak(tone(0.35))
         rig.edge(False)
-        rig.wait_state("speaking", k)
+        rig.wait_state(State.SPEAKING, k)
         m = len(rig.obs.states)
-        rig.wait_state("idle", m, timeout=seconds + WAIT)
+        rig.wait_state(State.IDLE, m, timeout=seconds + WAIT)
     finally:
         rig.stop()
         emu.options.reply_pace = 10.0

@@ -28,8 +28,11 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin  # noqa: E402
 from speakerd.config import DEFAULT_PATTERNS, Config, parse_config  # noqa: E402
 from speakerd.daemon import Daemon, Hooks  # noqa: E402
 from speakerd.emulator import Emulator, EmulatorOptions  # noqa: E402
+from speakerd.events import (
+    PlaybackInterrupted,  # noqa: E402
+    State,
+)
 from speakerd.notify import Notifier  # noqa: E402
-from speakerd.speaker import PlaybackInterrupted  # noqa: E402
 from tests.support.pulse import PulseServer  # noqa: E402
 
 KEY = "demo-emulator-key"
@@ -188,22 +191,22 @@ def run(out: Path) -> None:
             console.say("--- turn 1: press, say hello, release; the agent answers")
             n = len(console.states)
             edge(True)
-            wait_until(seen("listening", n), WAIT, "listening after the press")
+            wait_until(seen(State.LISTENING, n), WAIT, "listening after the press")
             speak("hello.wav")
             edge(False)
-            wait_until(seen("speaking", n), WAIT, "the agent's reply")
+            wait_until(seen(State.SPEAKING, n), WAIT, "the agent's reply")
             m = len(console.states)
-            wait_until(seen("idle", m), WAIT, "the reply to play out")
+            wait_until(seen(State.IDLE, m), WAIT, "the reply to play out")
 
             # Turn 2: a long reply, interrupted by a press mid-reply.
             console.say(f"--- turn 2: a {LONG_REPLY:.0f} s reply, interrupted by a press after 1.5 s")
             emu.options.reply_seconds = LONG_REPLY
             n = len(console.states)
             edge(True)
-            wait_until(seen("listening", n), WAIT, "listening after the press")
+            wait_until(seen(State.LISTENING, n), WAIT, "listening after the press")
             speak("weather.wav")
             edge(False)
-            wait_until(seen("speaking", n), WAIT, "the long reply")
+            wait_until(seen(State.SPEAKING, n), WAIT, "the long reply")
             emu.options.reply_seconds = None
             threading.Event().wait(1.5)
             m = len(console.states)
@@ -211,12 +214,12 @@ def run(out: Path) -> None:
             # Turn 3: the interrupting press starts the next turn at once.
             console.say("--- turn 3: the press that interrupts starts the next turn")
             edge(True)
-            wait_until(seen("listening", m), WAIT, "listening after the interrupting press")
+            wait_until(seen(State.LISTENING, m), WAIT, "listening after the interrupting press")
             speak("hello.wav")
             edge(False)
-            wait_until(seen("speaking", m), WAIT, "the reply after the interruption")
+            wait_until(seen(State.SPEAKING, m), WAIT, "the reply after the interruption")
             k = len(console.states)
-            wait_until(seen("idle", k), WAIT, "the last reply to play out")
+            wait_until(seen(State.IDLE, k), WAIT, "the last reply to play out")
             wait_until(lambda: len(console.turn_lines) >= 3, 5, "three per-turn latency lines")
         finally:
             if daemon is not None:

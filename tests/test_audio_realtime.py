@@ -21,8 +21,10 @@ from speakerd.audio import (
     open_sink,
     open_source,
 )
+from speakerd.events import PlaybackDrained, PlaybackInterrupted, PlaybackStarted
 from speakerd.mic import Mic
-from speakerd.speaker import PlaybackDrained, PlaybackInterrupted, PlaybackStarted, Speaker
+from speakerd.speaker import Speaker
+from speakerd.uplink import UplinkMode
 from tests.support.alsa import WAIT, SpySink, load_wav, ramp, ramp_index, samples
 from tests.support.pulse import PulseServer
 from tests.test_mic import DeviceLog, Uplink
@@ -141,9 +143,9 @@ def test_capture_runs_at_real_time_and_matches_fixture(pulse_audio: PulseServer)
     """What pacat plays into the mic sink is captured bit-exact, at the pace of the clock."""
     speech = load_wav("hello")
     up = Uplink()
-    mic = Mic(lambda: open_source(pulse_audio.input_config()), FMT, up.send)
+    mic = Mic(lambda: open_source(pulse_audio.input_config()), FMT, up)
     mic.set_gate(True)
-    mic.uplink_stream()
+    mic.set_uplink(UplinkMode.STREAM)
     mic.start()
     try:
         up.wait_for(lambda f: len(f) >= 5)  # the capture stream is running
@@ -176,11 +178,11 @@ def test_sound_server_crash_is_survived(own_pulse_server: PulseServer) -> None:
     up = Uplink()
     mic_dev, spk_dev = DeviceLog(), DeviceLog()
     events = Events()
-    mic = Mic(lambda: open_source(pa.input_config()), FMT, up.send, on_device=mic_dev,
+    mic = Mic(lambda: open_source(pa.input_config()), FMT, up, on_device=mic_dev,
               backoff=quick_backoff)
     speaker = Speaker(lambda: open_sink(pa.output_config()), FMT, on_event=events,
                       on_device=spk_dev, backoff=quick_backoff)
-    mic.uplink_stream()
+    mic.set_uplink(UplinkMode.STREAM)
     mic.start()
     speaker.start()
     try:

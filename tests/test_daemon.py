@@ -17,10 +17,13 @@ from typing import Any
 
 import pytest
 import yaml
+from gpiozero import DigitalOutputDevice
 
+from speakerd import button as button_module
 from speakerd.config import load_config
 from speakerd.daemon import Daemon, Hooks
 from speakerd.emulator import Emulator
+from speakerd.events import State
 from speakerd.notify import Notifier
 
 from .support.alsa import load_wav
@@ -57,6 +60,7 @@ def hand(ctl, pin):
 threading.Thread(target=hand, args=(Path(sys.argv[1]), sys.argv[2]), name="test-hand",
                  daemon=True).start()
 from speakerd.__main__ import main
+from speakerd.events import State
 sys.exit(main(sys.argv[3:]))
 '''
 
@@ -259,7 +263,8 @@ def test_notify_socket_hears_ready_status_watchdog_then_stopping(
     states = [s.removeprefix("STATUS=").split(";")[0] for s in statuses]
     # Consecutive duplicates collapsed: the turn's states in the order the user lived them.
     walked = [s for i, s in enumerate(states) if i == 0 or s != states[i - 1]]
-    assert walked[-5:] == ["connecting", "listening", "thinking", "speaking", "idle"], statuses
+    assert walked[-5:] == [State.CONNECTING, State.LISTENING, State.THINKING, State.SPEAKING,
+                           State.IDLE], statuses
     assert lines.index("STATUS=connecting") > lines.index("READY=1")
     assert lines[-1] == "STOPPING=1", lines
     assert lines.count("STOPPING=1") == 1
@@ -340,11 +345,11 @@ class Driver:
         """Press, speak, release, hear the reply out; back to idle."""
         n = self.mark()
         self.press()
-        self.wait_state("listening", after=n)
+        self.wait_state(State.LISTENING, after=n)
         self.speak()
         self.release()
-        s = self.wait_state("speaking", after=n)
-        self.wait_state("idle", after=s)
+        s = self.wait_state(State.SPEAKING, after=n)
+        self.wait_state(State.IDLE, after=s)
 
 
 def serve(daemon: Daemon, user: Callable[[Served], None]) -> Served:
@@ -406,10 +411,10 @@ def test_signal_mid_reply_stops_within_two_seconds_with_exit_0(
 
     def user(served: Served) -> None:
         driver.press()
-        driver.wait_state("listening")
+        driver.wait_state(State.LISTENING)
         driver.speak()
         driver.release()
-        driver.wait_state("speaking")
+        driver.wait_state(State.SPEAKING)
         # Let the reply really play before the signal arrives.
         parts = daemon.parts
         assert parts is not None
@@ -422,7 +427,7 @@ def test_signal_mid_reply_stops_within_two_seconds_with_exit_0(
     assert served.exit_code == 0
     assert served.stop_seconds < 2.0
     assert served.left == []
-    assert driver.states[-1] == "speaking"  # it was stopped mid-reply, not after it
+    assert driver.states[-1] == State.SPEAKING  # it was stopped mid-reply, not after it
 
 
 def test_sighup_with_a_good_file_applies_the_new_config(
@@ -448,10 +453,10 @@ def test_sighup_with_a_good_file_applies_the_new_config(
         n = driver.mark()
         driver.press()
         driver.release()
-        driver.wait_state("listening", after=n)
+        driver.wait_state(State.LISTENING, after=n)
         driver.speak()
-        s = driver.wait_state("speaking", after=n)
-        driver.wait_state("listening", after=s)
+        s = driver.wait_state(State.SPEAKING, after=n)
+        driver.wait_state(State.LISTENING, after=s)
         # The LEDs moved to the new pin: it shows the states now.
         assert daemon.parts is not None
         assert daemon.parts.cfg.leds[0].pins == ("GPIO24",)
@@ -506,7 +511,7 @@ def test_an_exception_in_the_session_thread_stops_the_daemon_with_exit_1(
 
     def explode(state: str) -> None:
         driver.on_state(state)
-        if state == "connecting":
+        if state == State.CONNECTING:
             raise RuntimeError("boom from a hook")
 
     daemon = make_daemon(agent_emulator, pulse_audio, tmp_path, driver, on_state=explode)
@@ -601,10 +606,10 @@ def test_sighup_mid_reply_reloads_and_the_next_press_gives_a_full_turn(
         agent_emulator.options.reply_seconds = 8.0
         n = driver.mark()
         driver.press()
-        driver.wait_state("listening", after=n)
+        driver.wait_state(State.LISTENING, after=n)
         driver.speak()
         driver.release()
-        driver.wait_state("speaking", after=n)
+        driver.wait_state(State.SPEAKING, after=n)
         old = daemon.parts
         assert old is not None and wait_until(old.speaker.is_playing)
         os.kill(os.getpid(), signal.SIGHUP)
@@ -623,3 +628,136 @@ def test_sighup_mid_reply_reloads_and_the_next_press_gives_a_full_turn(
     assert served.exit_code == 0
     assert counts["after"] <= counts["before"], counts
     assert served.left == []
+
+
+# --- reloads that cannot build the new parts -------------------------------------------------
+
+
+def test_sighup_when_the_new_parts_cannot_start_keeps_serving_the_old_config(
+        monkeypatch: pytest.MonkeyPatch, agent_emulator: Emulator, pulse_audio: PulseServer,
+        mock_pins: Any, tmp_path: Path, fake_systemd: FakeSystemd) -> None:
+    """A busy pin in the new file: the old config serves again, the status says why, and the pins
+    the half-built parts claimed are free."""
+    monkeypatch.setenv("DEEPGRAM_API_KEY", TEST_KEY)  # a reload reads the key again
+    driver = Driver(pulse_audio, mock_pins)
+    daemon = make_daemon(agent_emulator, pulse_audio, tmp_path, driver, fake_systemd.notifier())
+    path = Path(str(daemon.config_path))
+
+    def user(served: Served) -> None:
+        ready = fake_systemd.wait_for("READY=1")
+        # The new file wants an LED on GPIO24 (claimed first) and the button on GPIO23, which
+        # something else holds: the new parts fail half way.
+        busy = DigitalOutputDevice("GPIO23")
+        try:
+            write_config(path, raw_config(agent_emulator, pulse_audio, tmp_path / "state",
+                                          button={"pin": "GPIO23"},
+                                          leds=[{"kind": "pwm", "pins": ["GPIO24"]}]))
+            os.kill(os.getpid(), signal.SIGHUP)
+            reloading = fake_systemd.wait_for("RELOADING=1", after=ready + 1)
+            fake_systemd.wait_for("READY=1", after=reloading)
+        finally:
+            busy.close()
+        assert daemon.cfg.button.pin == BUTTON
+        assert any(line.startswith("STATUS=reload failed") for line in fake_systemd.first_lines())
+        DigitalOutputDevice("GPIO24").close()  # what the half-built parts claimed is free again
+        driver.full_turn()  # the old config serves
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    served = serve(daemon, user)
+    assert served.exit_code == 0
+    assert "STOPPING=1" in fake_systemd.first_lines()
+    assert served.left == []
+
+
+def test_a_reload_that_cannot_restore_any_config_exits_1_cleanly(
+        monkeypatch: pytest.MonkeyPatch, agent_emulator: Emulator, pulse_audio: PulseServer,
+        mock_pins: Any, tmp_path: Path, fake_systemd: FakeSystemd) -> None:
+    """If neither the new nor the old parts can start: STOPPING=1, exit 1, excepthook restored,
+    every pin free (systemd restarts a clean process)."""
+    monkeypatch.setenv("DEEPGRAM_API_KEY", TEST_KEY)
+    driver = Driver(pulse_audio, mock_pins)
+    daemon = make_daemon(agent_emulator, pulse_audio, tmp_path, driver, fake_systemd.notifier())
+    hook = threading.excepthook
+    real_button = button_module.PushButton
+    builds: list[object] = []
+
+    def failing_button(*args: Any, **kwargs: Any) -> Any:
+        # The last step of a start, after the LEDs, devices and threads were claimed.
+        builds.append(args)
+        if len(builds) > 1:
+            raise RuntimeError("device or resource busy (made so by the test)")
+        return real_button(*args, **kwargs)
+
+    monkeypatch.setattr(button_module, "PushButton", failing_button)
+
+    def user(served: Served) -> None:
+        fake_systemd.wait_for("READY=1")
+        served.signal_at = time.monotonic()
+        os.kill(os.getpid(), signal.SIGHUP)
+
+    served = serve(daemon, user)
+    assert served.exit_code == 1
+    assert len(builds) == 3  # the first start, the new config, the way back to the old one
+    fake_systemd.wait_for("STOPPING=1")
+    assert threading.excepthook is hook
+    for pin in (BUTTON, LED):
+        DigitalOutputDevice(pin).close()  # free: nothing half-built holds it
+    assert served.left == []
+
+
+class StuckSource:
+    """A capture device that reads silence until told to hang, then hangs in read()."""
+
+    def __init__(self, period: int) -> None:
+        self.period = period
+        self.hang = threading.Event()
+        self.hanging = threading.Event()
+        self.unstuck = threading.Event()
+        self.opened = 0
+        self._pace = threading.Event()  # never set: its wait paces reads like a device
+
+    def __call__(self) -> StuckSource:
+        self.opened += 1
+        return self
+
+    def read(self) -> bytes:
+        if self.hang.is_set():
+            self.hanging.set()
+            self.unstuck.wait(60)
+        self._pace.wait(0.02)
+        return bytes(self.period)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_reload_over_a_stuck_mic_exits_1_instead_of_a_second_owner(
+        monkeypatch: pytest.MonkeyPatch, agent_emulator: Emulator, pulse_audio: PulseServer,
+        mock_pins: Any, tmp_path: Path, fake_systemd: FakeSystemd) -> None:
+    """A mic thread stuck in a read when a reload comes: the device is never opened twice; the
+    daemon exits 1 so systemd starts a clean process."""
+    monkeypatch.setenv("DEEPGRAM_API_KEY", TEST_KEY)
+    driver = Driver(pulse_audio, mock_pins)
+    path = write_config(tmp_path / "speakerd.yaml",
+                        raw_config(agent_emulator, pulse_audio, tmp_path / "state",
+                                   audio={"duplex": "full"}))
+    source = StuckSource(640)
+    daemon = Daemon(str(path), load_config(path), TEST_KEY, notifier=fake_systemd.notifier(),
+                    hooks=Hooks(on_state=driver.on_state, open_source=source))
+
+    def user(served: Served) -> None:
+        fake_systemd.wait_for("READY=1")
+        source.hang.set()
+        driver.press()  # the mic reads once there is somewhere for its frames to go
+        assert source.hanging.wait(WAIT)
+        served.signal_at = time.monotonic()
+        os.kill(os.getpid(), signal.SIGHUP)
+
+    try:
+        served = serve(daemon, user)
+        assert served.exit_code == 1
+        assert source.opened == 1
+        assert sum(t.name == "mic" for t in threading.enumerate()) == 1  # the stuck one only
+        fake_systemd.wait_for("STOPPING=1")
+    finally:
+        source.unstuck.set()

@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from speakerd.events import State
+
 from .support.alsa import load_wav
 from .support.daemon import (
     WAIT,
@@ -18,7 +20,7 @@ pytestmark = pytest.mark.realtime
 
 
 def _settle_idle(rig: Any) -> None:
-    assert wait_until(lambda: rig.state == "idle"), rig.state_names()
+    assert wait_until(lambda: rig.state == State.IDLE), rig.state_names()
 
 
 @pytest.mark.parametrize("dialect", ["v1", "early_access"])
@@ -27,14 +29,15 @@ def test_press_speak_release_hears_the_parrot_reply(make_rig: Any, dialect: str)
     rig = make_rig(dialect)
     rec = rig.pulse.record_speaker()
     rig.press()
-    rig.wait_state("listening")
+    rig.wait_state(State.LISTENING)
     spoken = rig.speak("hello.wav")
     rig.release()
-    rig.wait_state("speaking")
+    rig.wait_state(State.SPEAKING)
     n = len(rig.states)
-    rig.wait_state("idle", after=n)
+    rig.wait_state(State.IDLE, after=n)
     heard = rec.stop()
-    assert rig.state_names() == ["idle", "connecting", "listening", "thinking", "speaking", "idle"]
+    assert rig.state_names() == [State.IDLE, State.CONNECTING, State.LISTENING, State.THINKING,
+                                 State.SPEAKING, State.IDLE]
     assert rig.led_history()[-6:] == rig.state_names()
     # What the mic heard reaches the speaker.
     rig.assert_parrot_heard(spoken, heard)
@@ -47,15 +50,15 @@ def test_press_mid_reply_stops_it_and_the_next_turn_works(make_rig: Any) -> None
     rig = make_rig()
     rig.emulator.options.reply_seconds = 8.0
     rig.press()
-    rig.wait_state("listening")
+    rig.wait_state(State.LISTENING)
     rig.speak("hello.wav")
     rig.release()
-    rig.wait_state("speaking")
+    rig.wait_state(State.SPEAKING)
     wait_until(lambda: False, 1.0)  # let a second of the reply play
     rec = rig.pulse.record_speaker()
     n = len(rig.states)
     rig.press()
-    rig.wait_state("listening", after=n)
+    rig.wait_state(State.LISTENING, after=n)
     # Two seconds with the button held and nothing said: the old reply must not be heard again.
     wait_until(lambda: False, 2.0)
     quiet = envelope(rec.stop(), rig.pulse.rate)
@@ -66,9 +69,9 @@ def test_press_mid_reply_stops_it_and_the_next_turn_works(make_rig: Any) -> None
     rec2 = rig.pulse.record_speaker()
     spoken = rig.speak("weather.wav")
     rig.release()
-    rig.wait_state("speaking", after=n)
+    rig.wait_state(State.SPEAKING, after=n)
     m = len(rig.states)
-    rig.wait_state("idle", after=m)
+    rig.wait_state(State.IDLE, after=m)
     rig.assert_parrot_heard(spoken, rec2.stop())
 
 
@@ -77,10 +80,10 @@ def test_user_started_speaking_in_full_duplex_stops_playback(make_rig: Any) -> N
     rig = make_rig(audio={"duplex": "full"})
     rig.emulator.options.reply_seconds = 8.0
     rig.press()
-    rig.wait_state("listening")
+    rig.wait_state(State.LISTENING)
     rig.speak("hello.wav")
     rig.release()
-    rig.wait_state("speaking")
+    rig.wait_state(State.SPEAKING)
     session = rig.emulator.sessions[-1]
     before = len([e for e in session.events_sent if e.get("type") == "UserStartedSpeaking"])
     rig.emulator.options.reply_seconds = None
@@ -90,7 +93,7 @@ def test_user_started_speaking_in_full_duplex_stops_playback(make_rig: Any) -> N
                                    if e.get("type") == "UserStartedSpeaking"]) > before)
     # After the interruption the speaker carries only the parrot of the new utterance.
     n = len(rig.states)
-    rig.wait_state("idle", after=n)
+    rig.wait_state(State.IDLE, after=n)
     rig.assert_parrot_heard(load_wav("weather.wav"), rec.stop())
 
 
@@ -101,7 +104,7 @@ def test_cold_press_with_slow_settings_loses_no_speech(make_rig: Any) -> None:
     rig.press()
     spoken = rig.speak("hello.wav")  # starts at the press edge, long before the socket is ready
     rig.release()
-    rig.wait_state("speaking")
+    rig.wait_state(State.SPEAKING)
     got = rig.emulator.sessions[-1].audio_received()
     speech = trim_silence(spoken)
     chunk = 1600  # 50 ms
@@ -120,12 +123,12 @@ def test_long_reply_in_hold_mode_never_starves_the_socket(make_rig: Any) -> None
     rig.emulator.options.idle_timeout = 1.0
     rig.emulator.options.reply_seconds = 5.0
     rig.press()
-    rig.wait_state("listening")
+    rig.wait_state(State.LISTENING)
     rig.speak("hello.wav")
     rig.release()
-    rig.wait_state("speaking")
+    rig.wait_state(State.SPEAKING)
     n = len(rig.states)
-    rig.wait_state("idle", after=n, timeout=WAIT)
+    rig.wait_state(State.IDLE, after=n, timeout=WAIT)
     session = rig.emulator.sessions[-1]
     assert not [e for e in session.events_sent if e.get("type") == "Error"]
     assert not session.closed.is_set()
@@ -135,15 +138,15 @@ def test_idle_timeout_closes_the_socket_and_the_next_press_reconnects(make_rig: 
     """The socket is closed session.idle_timeout after the last turn; the next press reconnects."""
     rig = make_rig(session={"idle_timeout": 1.0})
     rig.press()
-    rig.wait_state("listening")
+    rig.wait_state(State.LISTENING)
     rig.speak("hello.wav")
     rig.release()
-    rig.wait_state("speaking")
+    rig.wait_state(State.SPEAKING)
     first = rig.emulator.sessions[-1]
     assert wait_until(first.closed.is_set), "idle socket never closed"
     n = len(rig.states)
     rig.press()
-    rig.wait_state("listening", after=n)
+    rig.wait_state(State.LISTENING, after=n)
     assert len(rig.emulator.sessions) == 2
     rig.release()
 
@@ -154,10 +157,10 @@ def test_drop_mid_reply_goes_offline_recovers_and_carries_the_context(make_rig: 
     rig.emulator.options.reply_seconds = 3.0
     rig.emulator.options.drop_mid_reply = True
     rig.press()
-    rig.wait_state("listening")
+    rig.wait_state(State.LISTENING)
     rig.speak("hello.wav")
     rig.release()
-    rig.wait_state("offline")
+    rig.wait_state(State.OFFLINE)
     assert wait_until(lambda: len(rig.emulator.sessions) >= 2)
     second = rig.emulator.sessions[1]
     assert wait_until(lambda: second.settings is not None)
@@ -173,18 +176,18 @@ def test_toggle_mode_three_turns_then_a_press_ends_it(make_rig: Any) -> None:
     rig = make_rig(button={"mode": "toggle"})
     rig.press()
     rig.release()
-    rig.wait_state("listening")
+    rig.wait_state(State.LISTENING)
     for _ in range(3):
         n = len(rig.states)
         rig.speak("hello.wav")
-        rig.wait_state("speaking", after=n)
-        rig.wait_state("listening", after=n + 1)
+        rig.wait_state(State.SPEAKING, after=n)
+        rig.wait_state(State.LISTENING, after=n + 1)
     user_turns = [t for t in rig.texts if t[0] == "user"]
     assert len(user_turns) == 3
     n = len(rig.states)
     rig.press()
     rig.release()
-    rig.wait_state("idle", after=n)
+    rig.wait_state(State.IDLE, after=n)
 
 
 def test_debug_audio_saves_each_reply_and_uplink_turn_bounded_in_count(make_rig: Any,

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from speakerd.events import State
+
 from .support.daemon import wait_until
 
 pytestmark = pytest.mark.realtime
@@ -70,8 +72,8 @@ def test_invalid_unknown_and_hostile_calls_run_nothing_else(make_rig: Any) -> No
     rig.emulator.call_function("echo", {"text": hostile})
     rig.full_turn()
     bad, unknown, echoed = (json.loads(r["content"]) for r in _responses(rig))
-    assert "error" in bad and "state" in json.dumps(bad)
-    assert "error" in unknown
+    assert State.ERROR in bad and "state" in json.dumps(bad)
+    assert State.ERROR in unknown
     assert hostile in json.dumps(echoed)
     assert rig.pins.pin(LAMP).state in (0, False)
     assert not Path("/tmp/pwned-by-speakerd").exists()
@@ -84,7 +86,7 @@ def test_end_conversation_closes_the_socket_after_the_goodbye(make_rig: Any) -> 
     rig.full_turn()
     session = rig.emulator.sessions[-1]
     assert wait_until(session.closed.is_set), "the socket stayed open after end_conversation"
-    assert rig.state == "idle"
+    assert rig.state == State.IDLE
 
 
 def test_conversation_log_holds_every_turn_once_across_a_drop(make_rig: Any, tmp_path: Path) -> None:
@@ -95,11 +97,11 @@ def test_conversation_log_holds_every_turn_once_across_a_drop(make_rig: Any, tmp
     rig.emulator.options.drop_mid_reply = True
     n = len(rig.states)
     rig.press()
-    rig.wait_state("listening", after=n)
+    rig.wait_state(State.LISTENING, after=n)
     rig.speak("weather.wav")
     rig.release()
-    rig.wait_state("offline", after=n)
-    assert wait_until(lambda: rig.state == "idle")
+    rig.wait_state(State.OFFLINE, after=n)
+    assert wait_until(lambda: rig.state == State.IDLE)
     second = rig.emulator.sessions[-1]
     context = second.settings["agent"]["context"]["messages"]
     assert len(context) == 4  # two user turns and two replies, each once

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from speakerd.emulator import Emulator
+from speakerd.events import State
 
 from .support.alsa import load_wav
 from .support.daemon import WAIT, DaemonRig, rig_config, wait_until
@@ -40,7 +41,7 @@ def _session(rig: DaemonRig) -> Any:
 
 def link_closed(rig: DaemonRig) -> bool:
     """The daemon is idle with no agent link, and every emulator connection is finished."""
-    return (rig.state == "idle" and _session(rig)._conn is None
+    return (rig.state == State.IDLE and _session(rig).link is None
             and all(s.closed.is_set() for s in rig.emulator.sessions))
 
 
@@ -48,14 +49,14 @@ def full_turn(rig: DaemonRig, wav: str = "hello.wav") -> None:
     """Press, speak, release, hear the reply: the state reaches speaking, then idle."""
     n = len(rig.states)
     rig.press()
-    rig.wait_state("listening", after=n)
+    rig.wait_state(State.LISTENING, after=n)
     proc = rig.pulse.play_into_mic(load_wav(wav))
     assert wait_until(lambda: not proc.alive(), WAIT), "pacat did not finish"
     proc.stop()  # closes its log file now, so it is not counted as a leaked descriptor
     rig.release()
-    rig.wait_state("speaking", after=n)
-    rig.wait_state("idle", after=len(rig.states) - 1)
-    assert wait_until(lambda: rig.state == "idle"), rig.state_names()
+    rig.wait_state(State.SPEAKING, after=n)
+    rig.wait_state(State.IDLE, after=len(rig.states) - 1)
+    assert wait_until(lambda: rig.state == State.IDLE), rig.state_names()
 
 
 def settle(rig: DaemonRig) -> tuple[int, int]:
@@ -87,7 +88,7 @@ def fault_rig(make_rig: Callable[..., DaemonRig]) -> Callable[..., tuple[DaemonR
 
 def recover(rig: DaemonRig, baseline: tuple[int, int]) -> None:
     """Back to ready: idle, then a full turn, then no growth."""
-    assert wait_until(lambda: rig.state == "idle", WAIT), rig.state_names()[-8:]
+    assert wait_until(lambda: rig.state == State.IDLE, WAIT), rig.state_names()[-8:]
     full_turn(rig)
     assert_no_growth(rig, baseline)
 
@@ -96,7 +97,7 @@ def reply_until(rig: DaemonRig, state: str = "speaking") -> int:
     """Press, speak, release, and wait for `state`; return the state index of the press."""
     n = len(rig.states)
     rig.press()
-    rig.wait_state("listening", after=n)
+    rig.wait_state(State.LISTENING, after=n)
     proc = rig.pulse.play_into_mic(load_wav("hello.wav"))
     assert wait_until(lambda: not proc.alive(), WAIT)
     proc.stop()
@@ -118,8 +119,8 @@ def test_refused_key_shows_error_and_backs_off(fault_rig: Any, caplog: pytest.Lo
     n = len(rig.states)
     rig.press()
     rig.release()
-    rig.wait_state("error", after=n)
-    assert "error" in rig.led_history()
+    rig.wait_state(State.ERROR, after=n)
+    assert State.ERROR in rig.led_history()
     assert wait_until(lambda: any("refused the API key" in r.getMessage() and r.levelno >= logging.ERROR
                                   for r in caplog.records))
     # Eight presses over two seconds: the refused key must not be retried on every press.
@@ -134,7 +135,7 @@ def test_refused_key_shows_error_and_backs_off(fault_rig: Any, caplog: pytest.Lo
     rig.emulator.options.refuse_status = None
     session = _session(rig)
     # The backoff is the session's own; wait for it to allow a retry (bounded by reconnect_max).
-    assert wait_until(lambda: session.clock() >= session._auth_retry_at and rig.state == "idle", WAIT)
+    assert wait_until(lambda: not session._reconnect.key_blocked() and rig.state == State.IDLE, WAIT)
     recover(rig, baseline)
 
 
@@ -146,7 +147,7 @@ def test_handshake_refused_goes_offline_and_retries(fault_rig: Any, status: int)
     before = len(rig.emulator.rejected)
     n = len(rig.states)
     rig.press()
-    rig.wait_state("offline", after=n)
+    rig.wait_state(State.OFFLINE, after=n)
     assert wait_until(lambda: len(rig.emulator.rejected) - before >= 2, WAIT), "never retried"
     rig.release()
     rig.emulator.options.refuse_status = None
@@ -269,7 +270,7 @@ def test_silent_stall_is_detected_within_ten_seconds(make_rig: Callable[..., Dae
         baseline = settle(rig)
         n = len(rig.states)
         rig.press()
-        rig.wait_state("listening", after=n)
+        rig.wait_state(State.LISTENING, after=n)
         proc = rig.pulse.play_into_mic(load_wav("hello.wav"))
         assert wait_until(lambda: not proc.alive(), WAIT)
         proc.stop()
@@ -277,9 +278,9 @@ def test_silent_stall_is_detected_within_ten_seconds(make_rig: Callable[..., Dae
         proxy.freeze()
         frozen_at = time.monotonic()
         rig.release()
-        rig.wait_state("thinking", after=n)
+        rig.wait_state(State.THINKING, after=n)
         session = _session(rig)
-        assert wait_until(lambda: session._conn is None, 15.0), "the stall was never detected"
+        assert wait_until(lambda: session.link is None, 15.0), "the stall was never detected"
         detected = time.monotonic() - frozen_at
         print(f"stall detected after {detected:.1f} s by: {session.last_error}")
         assert session.last_error, "the link closed without saying why"
@@ -322,14 +323,14 @@ def test_malformed_huge_and_odd_frames_mid_reply(fault_rig: Any) -> None:
     rig.emulator.options.reply_seconds = 2.0
     reply_until(rig)
     emu_session = rig.emulator.sessions[-1]
-    link = _session(rig)._conn.link
+    link = _session(rig).link
     _send_raw(emu_session, ["{not json", '{"type": ', "[1, 2, 3]", '"just a string"',
                             json.dumps({"type": "Welcome", "pad": "x" * (10 * 1024 * 1024)}),
                             b"\x01", b"\x01\x02\x03", b"\x00" * 4095])
     n = len(rig.states)
-    rig.wait_state("idle", after=n - 1)
+    rig.wait_state(State.IDLE, after=n - 1)
     # The same link survived all of it.
-    assert _session(rig)._conn is not None and _session(rig)._conn.link is link
+    assert _session(rig).link is link
     assert not emu_session.closed.is_set()
     rig.emulator.options.reply_seconds = None
     recover(rig, baseline)
@@ -386,7 +387,7 @@ def test_playback_device_gone_mid_reply_and_back(own_rig: DaemonRig,
     rig.pulse.crash()
     assert wait_until(lambda: any("speaker unavailable" in r.getMessage()
                                   for r in caplog.records), WAIT)
-    assert wait_until(lambda: rig.state == "idle", WAIT), rig.state_names()[-6:]
+    assert wait_until(lambda: rig.state == State.IDLE, WAIT), rig.state_names()[-6:]
     rig.pulse.start()  # a new server on the same socket and config paths
     assert wait_until(lambda: any("speaker is back" in r.getMessage() for r in caplog.records), WAIT)
     assert wait_until(lambda: any("microphone is back" in r.getMessage()
@@ -428,15 +429,15 @@ def test_held_press_is_capped_by_max_turn_seconds(fault_rig: Any) -> None:
     rig.emulator.options.end_of_speech = 3.0
     n = len(rig.states)
     pressed = rig.press()
-    rig.wait_state("listening", after=n)
+    rig.wait_state(State.LISTENING, after=n)
     # Nine seconds of speech (four greetings back to back, gaps of 1.3 s).
     proc = rig.pulse.play_into_mic(load_wav("hello.wav") * 4)
-    thinking = rig.wait_state("thinking", after=n)  # still held: the cap released the turn
+    thinking = rig.wait_state(State.THINKING, after=n)  # still held: the cap released the turn
     assert 5.0 <= thinking - pressed <= 5.0 + 2.0, thinking - pressed
     assert rig.state_names()[n:].count("speaking") == 0  # the agent had not answered before
-    rig.wait_state("speaking", after=n)
+    rig.wait_state(State.SPEAKING, after=n)
     assert wait_until(lambda: not proc.alive(), WAIT)
     proc.stop()
-    assert wait_until(lambda: rig.state == "idle", WAIT)
+    assert wait_until(lambda: rig.state == State.IDLE, WAIT)
     rig.release()  # the late release is ignored
     recover(rig, baseline)

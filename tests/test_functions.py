@@ -16,13 +16,8 @@ from hypothesis import strategies as st
 
 from speakerd import functions
 from speakerd.config import ActionConfig, EndpointConfig, FunctionConfig
-from speakerd.functions import (
-    FunctionResult,
-    FunctionRunner,
-    build_argv,
-    gpio_pins,
-    validate_arguments,
-)
+from speakerd.events import FunctionFinished
+from speakerd.functions import FunctionRunner, build_argv, validate_arguments
 from speakerd.outputs import GpioOutputs
 
 WAIT = 10.0  # generous upper bound for every event wait
@@ -34,22 +29,22 @@ class Results:
     """Collects results as the session would receive them."""
 
     def __init__(self) -> None:
-        self.items: list[FunctionResult] = []
+        self.items: list[FunctionFinished] = []
         self.threads: list[str] = []
         self.cond = threading.Condition()
 
-    def __call__(self, result: FunctionResult) -> None:
+    def __call__(self, result: FunctionFinished) -> None:
         with self.cond:
             self.items.append(result)
             self.threads.append(threading.current_thread().name)
             self.cond.notify_all()
 
-    def wait(self, n: int = 1) -> list[FunctionResult]:
+    def wait(self, n: int = 1) -> list[FunctionFinished]:
         with self.cond:
             assert self.cond.wait_for(lambda: len(self.items) >= n, timeout=WAIT)
             return list(self.items)
 
-    def one(self) -> tuple[FunctionResult, dict[str, Any]]:
+    def one(self) -> tuple[FunctionFinished, dict[str, Any]]:
         (result,) = self.wait(1)
         return result, json.loads(result.content)
 
@@ -124,7 +119,7 @@ def test_volume_level_is_set_on_a_worker_thread(make_runner: Callable[..., Funct
     """A level goes to the configured card and control, off the calling thread."""
     make_runner(VOLUME).run("c1", "set_volume", {"level": 40})
     result, content = results.one()
-    assert result == FunctionResult("c1", "set_volume", result.content, True)
+    assert result == FunctionFinished("c1", "set_volume", result.content, True)
     assert content == {"ok": True, "volume": 40}
     assert mixer.opened == [("hw:CARD=x", "Speaker")]
     assert mixer.sets[0][0] == 40
@@ -261,7 +256,8 @@ def test_gpio_action_switches_a_real_mock_pin(mock_pins: MockFactory, results: R
               state={"type": "string", "enum": ["on", "off", "toggle"]})
     relay = fn("relay", ActionConfig(type="gpio", pin="GPIO21", active_high=False),
                state={"type": "string", "enum": ["on", "off", "toggle"]})
-    outputs = GpioOutputs(gpio_pins([lamp, relay, VOLUME]))
+    outputs = GpioOutputs([(f.action.pin, f.action.active_high) for f in (lamp, relay)
+                           if f.action is not None])
     try:
         assert outputs.pins == ("GPIO20", "GPIO21")
         runner = make_runner(lamp, relay, outputs=outputs)
@@ -582,6 +578,32 @@ def test_command_timeout_kills_the_process_group(tmp_path: Any,
     assert pids.exists()
     for pid in (int(p) for p in pids.read_text().split()):
         assert wait_gone(pid), pid
+
+
+def test_a_withdrawn_command_is_killed_and_never_answered(
+        tmp_path: Any, make_runner: Callable[..., FunctionRunner], results: Results) -> None:
+    """cancel() kills the command and its children at once; no result is delivered for it."""
+    pids = tmp_path / "pids"
+    script = f"sleep 30 & echo $! > {pids}.tmp; echo $$ >> {pids}.tmp; mv {pids}.tmp {pids}; wait"
+    cmd = fn("hang", ActionConfig(type="command", argv=("sh", "-c", script), timeout=30))
+    runner = make_runner(cmd)
+    runner.run("c", "hang", {})
+    assert wait_exists(pids)
+    runner.cancel("c")
+    for pid in (int(p) for p in pids.read_text().split()):
+        assert wait_gone(pid), pid
+    runner.close()  # waits for the worker: whatever it was going to deliver, it has by now
+    assert results.items == []
+
+
+def wait_exists(path: Any) -> bool:
+    """Poll until a file exists."""
+    tick = threading.Event()
+    for _ in range(int(WAIT / 0.01)):
+        if path.exists():
+            return True
+        tick.wait(0.01)
+    return False
 
 
 def wait_gone(pid: int) -> bool:

@@ -42,3 +42,56 @@ def test_protocol_is_pure() -> None:
     """The codec imports no sockets, threads or device libraries."""
     forbidden = {"socket", "threading", "websocket", "websockets", "alsaaudio", "gpiozero"}
     assert not _imports(PACKAGE / "protocol.py") & forbidden
+
+
+ROOT = PACKAGE.parent
+STATE_WORDS = {"idle", "connecting", "listening", "thinking", "speaking", "offline", "error"}
+
+
+def _python_files() -> list[Path]:
+    return sorted(p for folder in ("speakerd", "tests", "scripts", "bench")
+                  for p in (ROOT / folder).rglob("*.py") if ".venv" not in p.parts)
+
+
+def _event_names() -> set[str]:
+    tree = ast.parse((PACKAGE / "events.py").read_text(encoding="utf-8"))
+    return {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
+
+
+def test_every_event_class_is_defined_once_in_events() -> None:
+    """No module or test builds a look-alike of an inbox event (or of State): all import them."""
+    names = _event_names()
+    assert {"State", "ButtonPressed", "PlaybackDrained", "FunctionFinished"} <= names
+    twins = [f"{path.relative_to(ROOT)}:{node.lineno} {node.name}"
+             for path in _python_files() if path != PACKAGE / "events.py"
+             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+             if isinstance(node, ast.ClassDef) and node.name in names]
+    assert not twins, twins
+
+
+def _state_literals(path: Path) -> list[str]:
+    """String constants naming a state where a state is meant: compared, or shown/set."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        candidates: list[ast.expr] = []
+        if isinstance(node, ast.Compare):
+            candidates = [node.left, *node.comparators]
+            for c in list(candidates):
+                if isinstance(c, ast.Tuple | ast.List | ast.Set):
+                    candidates.extend(c.elts)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute | ast.Name):
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id
+            if name in {"show", "_set_state", "wait_state", "seen", "State"}:
+                candidates = list(node.args)
+        found += [f"{path.relative_to(ROOT)}:{c.lineno} {c.value!r}" for c in candidates
+                  if isinstance(c, ast.Constant) and c.value in STATE_WORDS]
+    return found
+
+
+def test_no_state_is_a_string_literal_outside_events() -> None:
+    """States are spelled State.X everywhere; the words live in events.py alone."""
+    literals = [hit for path in _python_files()
+                if path.parent.name != "emulator" and not path.name.startswith("emulator")
+                and path != PACKAGE / "events.py"
+                for hit in _state_literals(path)]
+    assert not literals, literals

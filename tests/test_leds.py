@@ -13,6 +13,7 @@ from gpiozero.exc import GPIOPinInUse
 from gpiozero.pins.mock import MockFactory, MockPin
 
 from speakerd.config import STATES, LedConfig, Pattern
+from speakerd.events import State
 from speakerd.leds import HISTORY_MAX, StatusLeds, parse_color
 
 WAIT = 5.0  # generous upper bound for every polled wait
@@ -98,9 +99,9 @@ def test_plain_led_shows_each_state_distinctly(mock_pins: MockFactory,
     pin = mock_pins.pin("GPIO22")
     blink = Spy(dev, "blink")
 
-    leds.show("idle")
+    leds.show(State.IDLE)
     assert not pin.state
-    leds.show("listening")
+    leds.show(State.LISTENING)
     assert pin.state == 1  # a plain LED cannot dim: brightness only matters for PWM
     for state in ("connecting", "thinking", "offline"):
         p = PATTERNS[state]
@@ -109,16 +110,16 @@ def test_plain_led_shows_each_state_distinctly(mock_pins: MockFactory,
         assert blink.calls[-1]["on_time"] == p.on_time and blink.calls[-1]["off_time"] == p.off_time
         assert_blinks(pin, start, p.on_time, p.off_time)
     start = len(pin.states)
-    leds.show("speaking")
+    leds.show(State.SPEAKING)
     assert blink.calls[-1]["on_time"] == 0.05 and blink.calls[-1]["off_time"] == 0.06
     assert_blinks(pin, start, 0.05, 0.06)
-    leds.show("error")
+    leds.show(State.ERROR)
     assert wait_until(lambda: pin.state == 1)
-    leds.show("idle")
+    leds.show(State.IDLE)
     assert not pin.state
-    assert leds.history == ["idle", "listening", "connecting", "thinking", "offline", "speaking",
-                            "error", "idle"]
-    assert leds.state == "idle"
+    assert leds.history == [State.IDLE, State.LISTENING, State.CONNECTING, State.THINKING,
+                            State.OFFLINE, State.SPEAKING, State.ERROR, State.IDLE]
+    assert leds.state == State.IDLE
 
 
 def test_pwm_led_dims_blinks_and_pulses(mock_pins: MockFactory,
@@ -129,25 +130,25 @@ def test_pwm_led_dims_blinks_and_pulses(mock_pins: MockFactory,
     assert isinstance(dev, PWMLED)
     pin = mock_pins.pin("GPIO25")
 
-    leds.show("listening")
+    leds.show(State.LISTENING)
     assert pin.state == pytest.approx(0.4)
     assert dev.value == pytest.approx(0.4)
 
     start = len(pin.states)
-    leds.show("thinking")
+    leds.show(State.THINKING)
     assert_blinks(pin, start, 0.08, 0.02)
 
     start = len(pin.states)
-    leds.show("speaking")
+    leds.show(State.SPEAKING)
     # A fade writes many levels between off and the configured brightness, never above it.
     assert wait_until(lambda: len({round(s.state, 3) for s in list(pin.states)[start:]
                                    if 0 < s.state < 0.59}) >= 3)
     assert wait_until(lambda: any(s.state == pytest.approx(0.6) for s in list(pin.states)[start:]))
     assert max(s.state for s in list(pin.states)[start:]) <= 0.6 + 1e-9
 
-    leds.show("error")
+    leds.show(State.ERROR)
     assert wait_until(lambda: pin.state == pytest.approx(1.0))
-    leds.show("idle")
+    leds.show(State.IDLE)
     assert pin.state == 0
 
 
@@ -162,14 +163,14 @@ def test_rgb_led_shows_colours(mock_pins: MockFactory,
     def rgb() -> tuple[float, ...]:
         return tuple(float(p.state) for p in pins)
 
-    leds.show("listening")
+    leds.show(State.LISTENING)
     assert rgb() == pytest.approx((0, 0, 0.4))  # blue at brightness 0.4
-    leds.show("error")
+    leds.show(State.ERROR)
     assert rgb() == pytest.approx((1, 128 / 255, 0), abs=1e-3)  # #ff8000
 
     blink = Spy(dev, "blink")
     start = [len(p.states) for p in pins]
-    leds.show("offline")
+    leds.show(State.OFFLINE)
     assert blink.calls[-1]["on_color"] == pytest.approx(parse_color("orange"))
     # The blink reaches orange (the red and green pins on, blue off) and goes dark in between.
     assert wait_until(lambda: any(s.state == pytest.approx(0.647, abs=1e-3)
@@ -178,11 +179,11 @@ def test_rgb_led_shows_colours(mock_pins: MockFactory,
     assert all(not s.state for s in list(pins[2].states)[start[2]:])
 
     pulse = Spy(dev, "pulse")
-    leds.show("speaking")
+    leds.show(State.SPEAKING)
     call = pulse.calls[-1]
     assert (call["fade_in_time"], call["fade_out_time"]) == (0.2, 0.2)
     assert call["on_color"] == pytest.approx((0, 0.6 * 128 / 255, 0), abs=1e-3)  # green, 0.6
-    leds.show("idle")
+    leds.show(State.IDLE)
     assert rgb() == (0, 0, 0)
 
 
@@ -192,15 +193,15 @@ def test_showing_the_same_state_again_does_not_restart(
     leds = make_leds(LedConfig(kind="pwm", pins=("GPIO25",), patterns=PATTERNS))
     (dev,) = leds.devices
     blink = Spy(dev, "blink")
-    leds.show("connecting")
-    leds.show("connecting")
-    leds.show("connecting")
+    leds.show(State.CONNECTING)
+    leds.show(State.CONNECTING)
+    leds.show(State.CONNECTING)
     assert len(blink.calls) == 1
-    assert leds.history == ["connecting"]
-    leds.show("thinking")
-    leds.show("connecting")
+    assert leds.history == [State.CONNECTING]
+    leds.show(State.THINKING)
+    leds.show(State.CONNECTING)
     assert len(blink.calls) == 3
-    assert leds.history == ["connecting", "thinking", "connecting"]
+    assert leds.history == [State.CONNECTING, State.THINKING, State.CONNECTING]
 
 
 def test_default_patterns_are_distinct_per_state() -> None:
@@ -216,28 +217,27 @@ def test_several_leds_follow_the_state_together(mock_pins: MockFactory,
     leds = make_leds(LedConfig(kind="led", pins=("GPIO22",), patterns=PATTERNS),
                      LedConfig(kind="led", pins=("GPIO23",), active_high=False, patterns=PATTERNS),
                      LedConfig(kind="rgb", pins=("GPIO5", "GPIO6", "GPIO13"), patterns=PATTERNS))
-    leds.show("listening")
+    leds.show(State.LISTENING)
     assert mock_pins.pin("GPIO22").state == 1
     assert mock_pins.pin("GPIO23").state == 0  # lit by pulling low
     assert mock_pins.pin("GPIO13").state == pytest.approx(0.4)
-    leds.show("idle")
+    leds.show(State.IDLE)
     assert mock_pins.pin("GPIO22").state == 0
     assert mock_pins.pin("GPIO23").state == 1
 
 
-def test_unknown_state_and_bad_colour_are_logged_not_raised(
+def test_bad_colour_is_logged_not_raised(
         mock_pins: MockFactory, make_leds: Callable[..., StatusLeds],
         caplog: pytest.LogCaptureFixture) -> None:
-    """A colour typo shows white with a warning; an unknown state is ignored with a warning."""
-    patterns = dict(PATTERNS, listening=Pattern("on", color="blurple"))
+    """A colour typo shows white with a warning instead of failing the LED."""
+    patterns = {**PATTERNS, State.LISTENING: Pattern("on", color="blurple")}
     with caplog.at_level(logging.WARNING, logger="speakerd.leds"):
         leds = make_leds(LedConfig(kind="rgb", pins=("GPIO5", "GPIO6", "GPIO13"),
                                    patterns=patterns))
-        leds.show("listening")
-        leds.show("dancing")
+        leds.show(State.LISTENING)
     assert [mock_pins.pin(p).state for p in ("GPIO5", "GPIO6", "GPIO13")] == [1, 1, 1]
-    assert leds.state == "listening"
-    assert "blurple" in caplog.text and "dancing" in caplog.text
+    assert leds.state is State.LISTENING
+    assert "blurple" in caplog.text
 
 
 def test_history_is_bounded(mock_pins: MockFactory, make_leds: Callable[..., StatusLeds]) -> None:
@@ -246,23 +246,23 @@ def test_history_is_bounded(mock_pins: MockFactory, make_leds: Callable[..., Sta
     for i in range(HISTORY_MAX + 50):
         leds.show("idle" if i % 2 else "listening")
     assert len(leds.history) == HISTORY_MAX
-    assert leds.history[-1] == "idle"
+    assert leds.history[-1] == State.IDLE
 
 
 def test_close_turns_off_and_frees_the_pins(mock_pins: MockFactory,
                                             make_leds: Callable[..., StatusLeds]) -> None:
     """close() stops the animation, leaves the LED dark, is idempotent and frees the pins."""
     leds = make_leds(LedConfig(kind="pwm", pins=("GPIO25",), patterns=PATTERNS))
-    leds.show("thinking")
+    leds.show(State.THINKING)
     (dev,) = leds.devices
     leds.close()
     leds.close()
-    leds.show("listening")  # after close: nothing happens, nothing raises
+    leds.show(State.LISTENING)  # after close: nothing happens, nothing raises
     pin = mock_pins.pin("GPIO25")
     assert not pin.state
     assert dev.closed and leds.devices == ()
     again = make_leds(LedConfig(kind="pwm", pins=("GPIO25",), patterns=PATTERNS))
-    again.show("listening")
+    again.show(State.LISTENING)
     assert pin.state == pytest.approx(0.4)
 
 
@@ -273,5 +273,5 @@ def test_failed_construction_releases_claimed_pins(mock_pins: MockFactory,
         StatusLeds([LedConfig(kind="led", pins=("GPIO22",)),
                     LedConfig(kind="led", pins=("GPIO22",))])
     leds = make_leds(LedConfig(kind="led", pins=("GPIO22",), patterns=PATTERNS))
-    leds.show("listening")
+    leds.show(State.LISTENING)
     assert mock_pins.pin("GPIO22").state == 1

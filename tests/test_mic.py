@@ -12,7 +12,9 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from speakerd.audio import AudioFormat, open_source
-from speakerd.mic import Mic, exponential_backoff
+from speakerd.backoff import device_backoff
+from speakerd.mic import Mic
+from speakerd.uplink import UplinkMode
 from tests.support.alsa import WAIT, AlsaFiles, DeviceLog, Hold, SteeredSource, load_wav, ramp
 
 FMT = AudioFormat(rate=16000, period_frames=320)
@@ -27,7 +29,7 @@ class Uplink:
         self.frames: list[bytes] = []
         self._cond = threading.Condition()  # send() runs in the mic thread; the test waits here
 
-    def send(self, frame: bytes) -> None:
+    def uplink(self, frame: bytes) -> None:
         with self._cond:
             self.frames.append(frame)
             self._cond.notify_all()
@@ -91,9 +93,9 @@ def test_streams_fixture_bit_exact(alsa_files: AlsaFiles, sources: list[SteeredS
     total = alsa_files.set_mic(speech, pad_seconds=0.5)
     limit = total // PERIOD
     up = Uplink()
-    mic = Mic(opener(alsa_files, sources, limit), FMT, up.send)
+    mic = Mic(opener(alsa_files, sources, limit), FMT, up)
     mic.set_gate(True)
-    mic.uplink_stream()
+    mic.set_uplink(UplinkMode.STREAM)
     mic.start()
     try:
         up.wait_for(lambda f: len(f) >= limit)
@@ -109,8 +111,8 @@ def test_closed_gate_sends_silence_at_same_cadence(alsa_files: AlsaFiles,
     """A closed gate sends one period of silence for every period read, never the microphone."""
     alsa_files.set_mic(ramp(320 * 30), pad_seconds=0)
     up = Uplink()
-    mic = Mic(opener(alsa_files, sources, 30), FMT, up.send)
-    mic.uplink_stream()
+    mic = Mic(opener(alsa_files, sources, 30), FMT, up)
+    mic.set_uplink(UplinkMode.STREAM)
     mic.start()
     try:
         up.wait_for(lambda f: len(f) >= 30)
@@ -125,7 +127,7 @@ def test_uplink_off_reads_but_sends_nothing(alsa_files: AlsaFiles,
     """With no socket the device is still read, and every frame is discarded."""
     alsa_files.set_mic(ramp(320 * 20), pad_seconds=0)
     up = Uplink()
-    mic = Mic(opener(alsa_files, sources, 20), FMT, up.send)
+    mic = Mic(opener(alsa_files, sources, 20), FMT, up)
     mic.set_gate(True)
     mic.start()
     try:
@@ -148,16 +150,16 @@ def test_connect_buffer_keeps_every_frame_from_the_press(alsa_files: AlsaFiles,
     first_sends: list[float] = []
     press, ready, done = Hold(), Hold(), Hold()
     mic = Mic(opener(alsa_files, sources, 50, holds={10: press, 30: ready, 50: done}), FMT,
-              up.send, on_first_send=first_sends.append, clock=lambda: 42.0)
+              up, on_first_send=first_sends.append, clock=lambda: 42.0)
     mic.start()
     try:
         press.wait()  # reads 0..9 are done (discarded: no uplink); read 10 is pending
         mic.set_gate(True)   # the session's order at the press edge
-        mic.uplink_buffer()
+        mic.set_uplink(UplinkMode.BUFFER)
         press.release()
         ready.wait()
         assert up.snapshot() == [] and mic.buffered_frames == 20
-        mic.uplink_stream()  # the socket is ready
+        mic.set_uplink(UplinkMode.STREAM)  # the socket is ready
         ready.release()
         done.wait()
         assert up.snapshot() == frames[10:50]
@@ -175,15 +177,15 @@ def test_connect_buffer_is_bounded_oldest_dropped(alsa_files: AlsaFiles,
     alsa_files.set_mic(b"".join(frames), pad_seconds=0)
     ready, done = Hold(), Hold()
     up = Uplink()
-    mic = Mic(opener(alsa_files, sources, 25, holds={20: ready, 25: done}), FMT, up.send,
+    mic = Mic(opener(alsa_files, sources, 25, holds={20: ready, 25: done}), FMT, up,
               buffer_seconds=0.1)  # 5 frames
     mic.set_gate(True)
-    mic.uplink_buffer()
+    mic.set_uplink(UplinkMode.BUFFER)
     caplog.set_level(logging.WARNING, logger="speakerd.mic")
     mic.start()
     try:
         ready.wait()
-        mic.uplink_stream()
+        mic.set_uplink(UplinkMode.STREAM)
         ready.release()
         done.wait()
         assert up.snapshot() == frames[15:25]
@@ -201,10 +203,10 @@ def test_device_missing_at_start_then_appearing(alsa_files: AlsaFiles,
     frames = frames_of(ramp(320 * 20))
     up = Uplink()
     device = DeviceLog()
-    mic = Mic(opener(alsa_files, sources, 20), FMT, up.send, on_device=device,
+    mic = Mic(opener(alsa_files, sources, 20), FMT, up, on_device=device,
               backoff=quick_backoff)
     mic.set_gate(True)
-    mic.uplink_stream()
+    mic.set_uplink(UplinkMode.STREAM)
     mic.start()
     try:
         device.wait_for(1)
@@ -228,10 +230,10 @@ def test_device_lost_mid_stream_is_reopened(alsa_files: AlsaFiles,
     alsa_files.set_mic(b"".join(frames), pad_seconds=0)
     up = Uplink()
     device = DeviceLog()
-    mic = Mic(opener(alsa_files, sources, 30, fail_at=[10]), FMT, up.send, on_device=device,
+    mic = Mic(opener(alsa_files, sources, 30, fail_at=[10]), FMT, up, on_device=device,
               backoff=quick_backoff)
     mic.set_gate(True)
-    mic.uplink_stream()
+    mic.set_uplink(UplinkMode.STREAM)
     mic.start()
     try:
         device.wait_for(2)
@@ -253,7 +255,7 @@ def test_level_reports_rms_and_peak(alsa_files: AlsaFiles, sources: list[Steered
                              for i in range(n)))
     alsa_files.set_mic(sine.tobytes(), pad_seconds=0)
     done = Hold()
-    mic = Mic(opener(alsa_files, sources, 20, holds={20: done}), FMT, lambda b: None)
+    mic = Mic(opener(alsa_files, sources, 20, holds={20: done}), FMT, Uplink())
     assert mic.level() == (0.0, 0.0)
     mic.start()
     try:
@@ -266,6 +268,28 @@ def test_level_reports_rms_and_peak(alsa_files: AlsaFiles, sources: list[Steered
         stop_mic(mic, sources)
 
 
-def test_default_backoff_doubles_to_ten_seconds() -> None:
-    """The default backoff starts at 0.5 s and doubles up to 10 s."""
-    assert list(itertools.islice(exponential_backoff(), 7)) == [0.5, 1, 2, 4, 8, 10, 10]
+def test_device_backoff_doubles_to_ten_seconds() -> None:
+    """A missing device is looked for again after 0.5 s, doubling up to 10 s (jitter at its midpoint)."""
+    delays = list(itertools.islice(device_backoff(rng=lambda: 0.5), 7))
+    assert delays == pytest.approx([0.5, 1, 2, 4, 8, 10, 10])
+
+
+def test_a_mic_thread_that_will_not_stop_is_kept_not_doubled(
+        alsa_files: AlsaFiles, sources: list[SteeredSource]) -> None:
+    """stop() that times out keeps the stuck thread: start() refuses to add a second device owner."""
+    hold = Hold()
+    mic = Mic(opener(alsa_files, sources, 50, holds={3: hold}), FMT, Uplink())
+    mic.set_gate(True)
+    mic.set_uplink(UplinkMode.STREAM)
+    mic.start()
+    hold.wait()
+    try:
+        assert mic.stop(timeout=0.1) is False
+        assert mic.alive()
+        assert mic.start() is False
+        assert sum(t.name == "mic" for t in threading.enumerate()) == 1
+    finally:
+        hold.release()
+    stop_mic(mic, sources)
+    assert not mic.alive()
+    assert len(sources) == 1

@@ -9,6 +9,7 @@ import pytest
 
 from speakerd.audio import AudioFormat, open_source
 from speakerd.mic import Mic
+from speakerd.uplink import UplinkMode
 from tests.support.daemon import wait_until
 from tests.support.pulse import PulseServer
 
@@ -21,11 +22,12 @@ def test_idle_mic_stops_capturing_and_a_press_restarts_it(pulse_audio: PulseServ
     sent: list[tuple[float, bytes]] = []
     lock = threading.Lock()
 
-    def send(frame: bytes) -> None:
-        with lock:
-            sent.append((time.monotonic(), frame))
+    class Sent:
+        def uplink(self, frame: bytes) -> None:
+            with lock:
+                sent.append((time.monotonic(), frame))
 
-    mic = Mic(lambda: open_source(cfg), AudioFormat.from_input(cfg), send)
+    mic = Mic(lambda: open_source(cfg), AudioFormat.from_input(cfg), Sent())
     mic.start()
     try:
         assert wait_until(lambda: mic.pauses == 1, 10)
@@ -34,12 +36,12 @@ def test_idle_mic_stops_capturing_and_a_press_restarts_it(pulse_audio: PulseServ
         assert mic.frames_read == before
         t_press = time.monotonic()
         mic.set_gate(True)
-        mic.uplink_stream()
+        mic.set_uplink(UplinkMode.STREAM)
         assert wait_until(lambda: len(sent) >= 25, 10)
         first = sent[0][0] - t_press
         assert first < 0.25, f"first frame {first * 1000:.0f} ms after the press"
         mic.set_gate(False)
-        mic.uplink_off()
+        mic.set_uplink(UplinkMode.OFF)
         assert wait_until(lambda: mic.pauses == 2, 10)
     finally:
         mic.stop()

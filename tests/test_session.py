@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 from typing import Any
 
 import pytest
 
 from speakerd import protocol as p
-from speakerd.agent import LinkDown, LinkUp, Received
+from speakerd.backoff import exponential_backoff
 from speakerd.config import Config, parse_config
+from speakerd.events import (
+    AgentConnected,
+    AgentDisconnected,
+    AgentEventReceived,
+    ButtonPressed,
+    ButtonReleased,
+    FunctionFinished,
+    PlaybackDrained,
+    PlaybackStarted,
+    State,
+)
 from speakerd.router import Router
-from speakerd.session import ButtonPressed, ButtonReleased, Session, exponential_backoff
+from speakerd.session import DRAIN_GRACE, Session
 
 
 class Clock:
@@ -29,6 +41,11 @@ class FakeLink:
         self.audio: list[bytes] = []
         self.texts: list[dict[str, Any]] = []
         self.closed = False
+        self.started = False
+
+    def start(self) -> FakeLink:
+        self.started = True
+        return self
 
     def send_audio(self, pcm: bytes) -> None:
         self.audio.append(pcm)
@@ -75,10 +92,10 @@ class Rig:
 
     def server(self, event: p.ServerEvent) -> None:
         self.session.router.event(self.link, event)
-        self.send(Received(self.link, event, self.clock()))
+        self.send(AgentEventReceived(self.link, event, self.clock()))
 
     def ready(self) -> None:
-        self.send(LinkUp(self.link, self.clock()))
+        self.send(AgentConnected(self.link, self.clock()))
         self.server(p.SettingsApplied())
 
     def advance(self, seconds: float) -> None:
@@ -89,7 +106,7 @@ class Rig:
         return [c for c in self.calls if c[0] == "mic"]
 
 
-def make_rig(cfg: Config | None = None) -> Rig:
+def make_rig(cfg: Config | None = None, runner: Any = None) -> Rig:
     cfg = cfg or Config()
     calls: list[tuple[str, ...]] = []
     links: list[FakeLink] = []
@@ -102,39 +119,24 @@ def make_rig(cfg: Config | None = None) -> Rig:
 
     speaker = Recorder(calls, "speaker")
     session = Session(cfg, connect=connect, mic=Recorder(calls, "mic"), speaker=speaker,
-                      leds=Recorder(calls, "leds"), router=Router(speaker),
+                      leds=Recorder(calls, "leds"), router=Router(speaker), runner=runner,
                       on_state=states.append, clock=clock, rng=lambda: 0.5)
     session._show("idle")
     session._apply_audio()
     return Rig(session, clock, calls, links, states)
 
 
-@dataclasses.dataclass(frozen=True)
-class PlaybackDrained:
-    reply: int
-    t: float
-    underruns: int = 0
-    frames: int = 0
-    ended: bool | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class PlaybackStarted:
-    reply: int
-    t: float
-
-
 def test_cold_press_buffers_from_the_edge_then_streams_after_settings_applied() -> None:
     """A cold press opens the gate and buffers first; the buffer is sent only once settings apply."""
     rig = make_rig()
     rig.send(ButtonPressed(rig.clock()))
-    assert rig.session.state == "connecting"
-    assert rig.mic_calls()[-2:] == [("mic", "set_gate", "True"), ("mic", "uplink_buffer")]
-    rig.send(LinkUp(rig.link, rig.clock()))
-    assert ("mic", "uplink_stream") not in rig.mic_calls()
+    assert rig.session.state == State.CONNECTING
+    assert rig.mic_calls()[-2:] == [("mic", "set_gate", "True"), ("mic", "set_uplink", "buffer")]
+    rig.send(AgentConnected(rig.link, rig.clock()))
+    assert ("mic", "set_uplink", "stream") not in rig.mic_calls()
     rig.server(p.SettingsApplied())
-    assert rig.mic_calls()[-1] == ("mic", "uplink_stream")
-    assert rig.session.state == "listening"
+    assert rig.mic_calls()[-1] == ("mic", "set_uplink", "stream")
+    assert rig.session.state == State.LISTENING
 
 
 def test_release_while_connecting_hands_the_turn_over_once_ready() -> None:
@@ -142,11 +144,11 @@ def test_release_while_connecting_hands_the_turn_over_once_ready() -> None:
     rig = make_rig()
     rig.send(ButtonPressed(rig.clock()))
     rig.send(ButtonReleased(rig.clock()))
-    assert rig.session.state == "connecting"
+    assert rig.session.state == State.CONNECTING
     assert rig.mic_calls()[-1] == ("mic", "set_gate", "False")
     rig.ready()
-    assert rig.session.state == "thinking"
-    assert rig.mic_calls()[-1] == ("mic", "uplink_stream")
+    assert rig.session.state == State.THINKING
+    assert rig.mic_calls()[-1] == ("mic", "set_uplink", "stream")
 
 
 def test_hold_mode_full_turn_walks_the_led_states() -> None:
@@ -159,8 +161,9 @@ def test_hold_mode_full_turn_walks_the_led_states() -> None:
     rig.server(p.ConversationText("assistant", "hi"))
     rig.send(PlaybackStarted(1, rig.clock()))
     rig.server(p.AgentAudioDone())
-    rig.send(PlaybackDrained(1, rig.clock(), ended=True))
-    assert rig.states == ["idle", "connecting", "listening", "thinking", "speaking", "idle"]
+    rig.send(PlaybackDrained(1, rig.clock(), 0, 0, True))
+    assert rig.states == [State.IDLE, State.CONNECTING, State.LISTENING, State.THINKING,
+                          State.SPEAKING, State.IDLE]
 
 
 def test_press_mid_reply_interrupts_and_listens() -> None:
@@ -170,11 +173,11 @@ def test_press_mid_reply_interrupts_and_listens() -> None:
     rig.ready()
     rig.send(ButtonReleased(rig.clock()))
     rig.send(PlaybackStarted(1, rig.clock()))
-    assert rig.session.state == "speaking"
+    assert rig.session.state == State.SPEAKING
     rig.calls.clear()
     rig.send(ButtonPressed(rig.clock()))
     assert ("speaker", "interrupt") in rig.calls
-    assert rig.session.state == "listening"
+    assert rig.session.state == State.LISTENING
     assert ("mic", "set_gate", "True") in rig.calls
 
 
@@ -185,10 +188,12 @@ def test_drain_without_audio_done_ends_speaking_after_the_grace() -> None:
     rig.ready()
     rig.send(ButtonReleased(rig.clock()))
     rig.send(PlaybackStarted(1, rig.clock()))
-    rig.send(PlaybackDrained(1, rig.clock(), ended=False))
-    assert rig.session.state == "speaking"
-    rig.advance(1.0)
-    assert rig.session.state == "idle"
+    rig.send(PlaybackDrained(1, rig.clock(), 0, 0, False))
+    assert rig.session.state == State.SPEAKING
+    rig.advance(DRAIN_GRACE - 0.1)
+    assert rig.session.state == State.SPEAKING
+    rig.advance(0.2)
+    assert rig.session.state == State.IDLE
 
 
 def test_idle_timeout_closes_the_socket_and_the_next_press_reconnects() -> None:
@@ -199,14 +204,14 @@ def test_idle_timeout_closes_the_socket_and_the_next_press_reconnects() -> None:
     rig.ready()
     rig.send(ButtonReleased(rig.clock()))
     rig.send(PlaybackStarted(1, rig.clock()))
-    rig.send(PlaybackDrained(1, rig.clock(), ended=True))
+    rig.send(PlaybackDrained(1, rig.clock(), 0, 0, True))
     first = rig.link
     rig.advance(4.0)
     assert not first.closed
     rig.advance(1.5)
     assert first.closed
     rig.send(ButtonPressed(rig.clock()))
-    assert len(rig.links) == 2 and rig.session.state == "connecting"
+    assert len(rig.links) == 2 and rig.session.state == State.CONNECTING
 
 
 def test_drop_mid_reply_goes_offline_and_reconnects_with_the_context() -> None:
@@ -218,8 +223,8 @@ def test_drop_mid_reply_goes_offline_and_reconnects_with_the_context() -> None:
     rig.send(ButtonReleased(rig.clock()))
     rig.server(p.ConversationText("assistant", "it is noon"))
     rig.send(PlaybackStarted(1, rig.clock()))
-    rig.send(LinkDown(rig.link, rig.clock(), "connection lost"))
-    assert rig.session.state == "offline"
+    rig.send(AgentDisconnected(rig.link, rig.clock(), "connection lost"))
+    assert rig.session.state == State.OFFLINE
     assert len(rig.links) == 1
     rig.advance(0.6)  # reconnect_initial 0.5 with the jitter at its midpoint
     assert len(rig.links) == 2
@@ -227,19 +232,19 @@ def test_drop_mid_reply_goes_offline_and_reconnects_with_the_context() -> None:
     assert [(m["role"], m["content"]) for m in messages] == [
         ("user", "what time is it"), ("assistant", "it is noon")]
     rig.ready()
-    assert rig.session.state == "idle"
+    assert rig.session.state == State.IDLE
 
 
 def test_key_refused_shows_error_and_does_not_hammer() -> None:
     """A 401 at the handshake shows error; presses during the backoff do not reconnect."""
     rig = make_rig()
     rig.send(ButtonPressed(rig.clock()))
-    rig.send(LinkDown(rig.link, rig.clock(), "the agent refused the API key (HTTP 401)", status=401))
-    assert rig.session.state == "error"
+    rig.send(AgentDisconnected(rig.link, rig.clock(), "the agent refused the API key (HTTP 401)", status=401))
+    assert rig.session.state == State.ERROR
     rig.send(ButtonPressed(rig.clock()))
     assert len(rig.links) == 1
     rig.advance(5.0)
-    assert rig.session.state == "idle"
+    assert rig.session.state == State.IDLE
     rig.send(ButtonPressed(rig.clock()))
     assert len(rig.links) == 2
 
@@ -250,8 +255,8 @@ def test_agent_error_ends_the_conversation_with_the_error_chime() -> None:
     rig.send(ButtonPressed(rig.clock()))
     rig.ready()
     rig.server(p.AgentError("INTERNAL_SERVER_ERROR", "boom"))
-    assert rig.session.state == "error"
-    assert ("speaker", "chime", "error") in rig.calls
+    assert rig.session.state == State.ERROR
+    assert ("speaker", "chime", State.ERROR) in rig.calls
     assert rig.link.closed
 
 
@@ -261,9 +266,9 @@ def test_thinking_without_any_answer_times_out_to_idle() -> None:
     rig.send(ButtonPressed(rig.clock()))
     rig.ready()
     rig.send(ButtonReleased(rig.clock()))
-    assert rig.session.state == "thinking"
+    assert rig.session.state == State.THINKING
     rig.advance(Config().session.reply_timeout + 0.5)
-    assert rig.session.state == "idle"
+    assert rig.session.state == State.IDLE
 
 
 def test_toggle_mode_keeps_listening_between_turns_and_a_press_ends_it() -> None:
@@ -274,15 +279,15 @@ def test_toggle_mode_keeps_listening_between_turns_and_a_press_ends_it() -> None
     for n in range(3):
         rig.server(p.UserStartedSpeaking())
         rig.server(p.ConversationText("user", f"question {n}"))
-        assert rig.session.state == "thinking"
+        assert rig.session.state == State.THINKING
         rig.send(PlaybackStarted(n + 1, rig.clock()))
-        assert rig.session.state == "speaking"
+        assert rig.session.state == State.SPEAKING
         assert rig.session._gate_live is False  # half duplex: the agent never hears itself
-        rig.send(PlaybackDrained(n + 1, rig.clock(), ended=True))
-        assert rig.session.state == "listening"
+        rig.send(PlaybackDrained(n + 1, rig.clock(), 0, 0, True))
+        assert rig.session.state == State.LISTENING
         assert rig.session._gate_live is True
     rig.send(ButtonPressed(rig.clock()))
-    assert rig.session.state == "idle"
+    assert rig.session.state == State.IDLE
     assert ("speaker", "chime", "goodbye") in rig.calls
 
 
@@ -319,9 +324,193 @@ def test_ending_a_toggle_conversation_while_offline_stops_the_reconnects() -> No
     rig = make_rig(parse_config({"button": {"mode": "toggle"}}))
     rig.send(ButtonPressed(rig.clock()))
     rig.ready()
-    rig.send(LinkDown(rig.link, rig.clock(), "connection lost"))
-    assert rig.session.state == "offline"
+    rig.send(AgentDisconnected(rig.link, rig.clock(), "connection lost"))
+    assert rig.session.state == State.OFFLINE
     rig.send(ButtonPressed(rig.clock()))
-    assert rig.session.state == "idle"
+    assert rig.session.state == State.IDLE
     rig.advance(60.0)
     assert len(rig.links) == 1
+
+
+# --- the conversation defects a look-alike event class hid ------------------------------------
+
+
+def _speaking(rig: Rig, reply: int = 1) -> None:
+    """Press, release, and the agent's reply starts playing."""
+    rig.send(ButtonPressed(rig.clock()))
+    if not rig.session.connected:
+        rig.ready()
+    rig.send(ButtonReleased(rig.clock()))
+    rig.server(p.ConversationText("user", "hello"))
+    rig.server(p.ConversationText("assistant", "hi there"))
+    rig.send(PlaybackStarted(reply, rig.clock()))
+    assert rig.session.state == State.SPEAKING
+
+
+@pytest.mark.parametrize("mode", ["hold", "toggle"])
+def test_a_late_audio_done_of_an_interrupted_reply_does_not_end_the_next_one(mode: str) -> None:
+    """The old reply's AgentAudioDone arriving in the next turn leaves the new reply speaking
+    through its first pause, with the mic gate shut in half duplex."""
+    rig = make_rig(parse_config({"button": {"mode": mode}}))
+    rig.send(ButtonPressed(rig.clock()))
+    rig.ready()
+    if mode == "hold":
+        rig.send(ButtonReleased(rig.clock()))
+    rig.server(p.ConversationText("user", "tell me a story"))
+    rig.server(p.ConversationText("assistant", "once upon a time"))
+    rig.send(PlaybackStarted(1, rig.clock()))
+    # The user interrupts with a press (toggle mode too: half duplex cannot hear a voice).
+    rig.send(ButtonPressed(rig.clock()))
+    assert rig.session.state == State.LISTENING
+    if mode == "hold":
+        rig.send(ButtonReleased(rig.clock()))
+    rig.server(p.UserStartedSpeaking())
+    rig.server(p.ConversationText("user", "stop, tell me the weather"))
+    rig.server(p.EndOfThought())
+    rig.server(p.AgentAudioDone())  # owed by the interrupted reply (observed order)
+    rig.server(p.ConversationText("assistant", "sunny"))
+    rig.send(PlaybackStarted(2, rig.clock()))
+    assert rig.session.state == State.SPEAKING
+    rig.send(PlaybackDrained(2, rig.clock(), 0, 0, False))  # a pause in the new reply
+    rig.advance(0.5)
+    assert rig.session.state == State.SPEAKING
+    assert rig.session._gate_live is False
+    rig.send(PlaybackStarted(3, rig.clock()))  # the rest of it
+    rig.send(PlaybackDrained(3, rig.clock(), 0, 0, True))
+    assert rig.session.state == ("idle" if mode == "hold" else "listening")
+
+
+def test_a_withdrawn_function_call_is_never_answered() -> None:
+    """FunctionCallCancelled: the runner is told to stop and its late result is not sent."""
+    runner = Recorder([], "runner")
+    rig = make_rig(runner=runner)
+    _speaking(rig)
+    call = p.FunctionCall("call-1", "slow_thing", {}, client_side=True)
+    rig.server(p.FunctionCallRequest((call,)))
+    assert ("runner", "run", "call-1", "slow_thing", "{}", "") in runner._log
+    rig.server(p.FunctionCallCancelled(("call-1",)))
+    assert ("runner", "cancel", "call-1") in runner._log
+    rig.send(FunctionFinished("call-1", "slow_thing", '{"ok": true}', True))
+    assert not [t for t in rig.link.texts if t["type"] == "FunctionCallResponse"]
+
+
+def test_every_function_call_gets_exactly_one_answer() -> None:
+    """A call asked twice is run once; its result is sent once even if delivered twice."""
+    runner = Recorder([], "runner")
+    rig = make_rig(runner=runner)
+    _speaking(rig)
+    call = p.FunctionCall("call-2", "lamp", {}, client_side=True)
+    rig.server(p.FunctionCallRequest((call, call)))
+    assert [c for c in runner._log if c[1] == "run"] == [("runner", "run", "call-2", "lamp", "{}", "")]
+    rig.send(FunctionFinished("call-2", "lamp", '{"ok": true}', True))
+    rig.send(FunctionFinished("call-2", "lamp", '{"ok": true}', True))
+    answers = [t for t in rig.link.texts if t["type"] == "FunctionCallResponse"]
+    assert [a["id"] for a in answers] == ["call-2"]
+
+
+def test_the_router_knows_a_link_before_its_threads_start() -> None:
+    """A server that speaks the moment the socket opens is heard: the link is routed before start()."""
+    calls: list[tuple[str, ...]] = []
+    speaker = Recorder(calls, "speaker")
+    router = Router(speaker)
+
+    class EagerLink(FakeLink):
+        def start(self) -> FakeLink:
+            # What a fast server's first frames do on the receive thread as soon as it runs.
+            router.event(self, p.SettingsApplied())
+            router.event(self, p.ConversationText("assistant", "hello, I am your speaker"))
+            router.audio(self, b"\x01\x00" * 160)
+            return super().start()
+
+    links: list[FakeLink] = []
+
+    def connect(settings: str) -> FakeLink:
+        links.append(EagerLink(settings))
+        return links[-1]
+
+    session = Session(Config(), connect=connect, mic=Recorder(calls, "mic"), speaker=speaker,
+                      leds=Recorder(calls, "leds"), router=router, clock=Clock(), rng=lambda: 0.5)
+    session.handle(ButtonPressed(0.0))
+    assert links and links[0].started
+    assert ("speaker", "begin_reply") in calls
+    assert any(c[:2] == ("speaker", "play") for c in calls), calls
+
+
+def test_an_old_links_event_cannot_change_how_the_new_links_reply_starts() -> None:
+    """The router checks "is this my link" and acts on the event in one step: a link swap waits."""
+    calls: list[tuple[str, ...]] = []
+    router = Router(Recorder(calls, "speaker"))
+    old, new = object(), object()
+    router.reset(old)
+    checked, go_on = threading.Event(), threading.Event()
+
+    class SlowText(p.ConversationText):
+        """A real ConversationText whose role is read slowly, as a preempted thread would."""
+        @property  # type: ignore[misc]
+        def role(self) -> str:
+            checked.set()
+            go_on.wait(5)
+            return "assistant"
+
+    rx = threading.Thread(target=router.event, args=(old, SlowText.__new__(SlowText)))
+    rx.start()
+    assert checked.wait(5)
+    swap = threading.Thread(target=router.reset, args=(new,))
+    swap.start()
+    swap.join(0.2)  # the swap must wait for the old link's event to finish
+    go_on.set()
+    rx.join(5)
+    swap.join(5)
+    calls.clear()
+    router.event(new, p.ConversationText("assistant", "the new link's first reply"))
+    assert ("speaker", "begin_reply") in calls
+
+
+def test_the_router_plays_a_links_audio_only_after_its_settings_applied() -> None:
+    """Audio a server sends before it applied our settings (the audio format among them) is
+    never played; the same link's audio after SettingsApplied is."""
+    calls: list[tuple[str, ...]] = []
+    router = Router(Recorder(calls, "speaker"))
+    link = object()
+    router.reset(link)
+    router.audio(link, b"\x01\x00" * 160)
+    assert not any(c[1] == "play" for c in calls)
+    router.event(link, p.SettingsApplied())
+    router.audio(link, b"\x01\x00" * 160)
+    assert [c[1] for c in calls if c[1] == "play"] == ["play"]
+
+
+def test_toggle_a_press_while_the_agent_speaks_interrupts_and_the_next_ends() -> None:
+    """Toggle: a press mid-reply silences the agent and listens on; a press while listening ends."""
+    rig = make_rig(parse_config({"button": {"mode": "toggle"}}))
+    rig.send(ButtonPressed(rig.clock()))
+    rig.ready()
+    rig.server(p.ConversationText("user", "tell me a story"))
+    rig.server(p.ConversationText("assistant", "once upon a time"))
+    rig.send(PlaybackStarted(1, rig.clock()))
+    rig.calls.clear()
+    rig.send(ButtonPressed(rig.clock()))
+    assert ("speaker", "interrupt") in rig.calls
+    assert rig.session.state == State.LISTENING and rig.session._conversation
+    assert rig.session._gate_live is True
+    rig.send(ButtonPressed(rig.clock()))
+    assert rig.session.state == State.IDLE and not rig.session._conversation
+    assert ("speaker", "chime", "goodbye") in rig.calls
+
+
+def test_a_press_while_the_agent_thinks_drops_the_reply_it_was_about_to_give() -> None:
+    """The user took the floor: the old turn's reply is not played; the next turn's is."""
+    rig = make_rig()
+    rig.send(ButtonPressed(rig.clock()))
+    rig.ready()
+    rig.send(ButtonReleased(rig.clock()))
+    rig.server(p.ConversationText("user", "what is the time"))
+    assert rig.session.state == State.THINKING
+    rig.send(ButtonPressed(rig.clock()))  # never mind
+    rig.calls.clear()
+    rig.server(p.ConversationText("assistant", "it is noon"))  # the old turn's answer
+    assert ("speaker", "begin_reply") not in rig.calls
+    rig.send(ButtonReleased(rig.clock()))
+    rig.server(p.ConversationText("user", "what is the weather"))
+    rig.server(p.ConversationText("assistant", "sunny"))
+    assert ("speaker", "begin_reply") in rig.calls

@@ -22,6 +22,7 @@ import pytest
 
 from speakerd.config import parse_config
 from speakerd.daemon import Daemon, Hooks
+from speakerd.events import State
 from speakerd.notify import Notifier
 
 from .support.alsa import AlsaFiles
@@ -187,7 +188,7 @@ def test_soak_turns_with_interruptions(emulator_process: str, alsa_files: AlsaFi
         else:
             states.wait_for("speaking", n)
             assert wait_until(lambda: daemon.parts is not None
-                              and daemon.parts.session.state == "idle", WAIT, step=0.005)
+                              and daemon.parts.session.state == State.IDLE, WAIT, step=0.005)
 
     # pytest keeps every captured log record in memory for its report; the daemon's INFO lines
     # (a few per turn) would be counted as the daemon's growth. Its warnings still show.
@@ -198,12 +199,12 @@ def test_soak_turns_with_interruptions(emulator_process: str, alsa_files: AlsaFi
     try:
         for i in range(WARMUP):
             turn(i)
-        assert wait_until(lambda: daemon.parts.session.state == "idle", WAIT)  # type: ignore[union-attr]
+        assert wait_until(lambda: daemon.parts.session.state == State.IDLE, WAIT)  # type: ignore[union-attr]
         start = figures(mock_pins)
         t0 = time.monotonic()
         for i in range(TURNS):
             turn(i)
-        assert wait_until(lambda: daemon.parts.session.state == "idle", WAIT)  # type: ignore[union-attr]
+        assert wait_until(lambda: daemon.parts.session.state == State.IDLE, WAIT)  # type: ignore[union-attr]
         elapsed = time.monotonic() - t0
         # Threads of a finished turn may take a moment to end: poll, do not sleep.
         wait_until(lambda: figures(mock_pins)[1:] <= start[1:], 5.0)

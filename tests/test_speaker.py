@@ -11,7 +11,8 @@ import pytest
 from speakerd import chimes
 from speakerd.audio import AudioDeviceError, AudioFormat, open_sink
 from speakerd.config import ChimeConfig, ChimesConfig
-from speakerd.speaker import PlaybackDrained, PlaybackInterrupted, PlaybackStarted, Speaker
+from speakerd.events import PlaybackDrained, PlaybackInterrupted, PlaybackStarted
+from speakerd.speaker import Speaker
 from tests.support.alsa import WAIT, AlsaFiles, DeviceLog, SpySink, ramp
 
 FMT = AudioFormat(rate=16000, period_frames=320)
@@ -323,3 +324,76 @@ def test_stop_drops_never_drains(alsa_files: AlsaFiles, spies: list[SpySink]) ->
     assert spies[0].written == 6 * PERIOD
     assert not any(t.name == "speaker" for t in threading.enumerate())
     speaker.stop()  # idempotent
+
+
+def test_a_reply_is_ended_only_by_its_own_mark(alsa_files: AlsaFiles, spies: list[SpySink]) -> None:
+    """Audio that runs dry is reported not ended; the late mark of an interrupted reply does not
+    end the next reply; the reply's own end_reply() does."""
+    events = Events()
+    speaker = Speaker(spy_opener(alsa_files, spies), FMT, on_event=events)
+    assert speaker.begin_reply() == 1
+    speaker.play(ramp(320 * 3))
+    speaker.interrupt()
+    speaker.end_reply()  # AgentAudioDone owed by the interrupted reply, arriving late
+    assert speaker.begin_reply() == 2
+    speaker.play(ramp(320 * 2))
+    speaker.start()
+    try:
+        first = events.wait_for(PlaybackDrained)[0]  # a pause in the agent's reply
+        speaker.play(ramp(320 * 2, base=-20000))  # the rest of it
+        speaker.end_reply()
+        second = events.wait_for(PlaybackDrained, 2)[1]
+    finally:
+        speaker.stop()
+    assert isinstance(first, PlaybackDrained) and isinstance(second, PlaybackDrained)
+    assert (first.reply, first.ended) == (2, False)
+    assert (second.reply, second.ended) == (3, True)
+
+
+def test_back_to_back_replies_report_one_drain(alsa_files: AlsaFiles, spies: list[SpySink]) -> None:
+    """A reply queued straight after another plays on without a drain in between (the sound never
+    stopped), then drains once, ended."""
+    events = Events()
+    speaker = Speaker(spy_opener(alsa_files, spies), FMT, on_event=events)
+    speaker.begin_reply()
+    speaker.play(ramp(320 * 2))
+    speaker.end_reply()
+    speaker.begin_reply()
+    speaker.play(ramp(320 * 2, base=-20000))
+    speaker.end_reply()
+    speaker.start()
+    try:
+        events.wait_for(PlaybackStarted, 2)
+        events.wait_for(PlaybackDrained)
+        wait_until(lambda: not speaker.is_playing())
+    finally:
+        speaker.stop()
+    drained = [e for e in events.items if isinstance(e, PlaybackDrained)]
+    assert [(e.reply, e.ended) for e in drained] == [(2, True)]
+
+
+def test_a_speaker_thread_that_will_not_stop_is_kept_not_doubled(
+        alsa_files: AlsaFiles, spies: list[SpySink]) -> None:
+    """stop() that times out keeps the stuck thread: start() refuses to add a second device owner."""
+    opened = spy_opener(alsa_files, spies)
+    holds: list[object] = []
+
+    def open_with_hold() -> SpySink:
+        spy = opened()
+        holds.append(spy.hold_before_write(1))
+        return spy
+    speaker = Speaker(open_with_hold, FMT, on_event=lambda e: None)
+    speaker.play(ramp(320 * 10))
+    speaker.start()
+    wait_until(lambda: bool(holds))
+    holds[0].wait()  # type: ignore[attr-defined]
+    try:
+        assert speaker.stop(timeout=0.1) is False
+        assert speaker.alive()
+        assert speaker.start() is False
+        assert sum(t.name == "speaker" for t in threading.enumerate()) == 1
+    finally:
+        holds[0].release()  # type: ignore[attr-defined]
+    assert speaker.stop() is True
+    assert not speaker.alive()
+    assert len(spies) == 1

@@ -19,6 +19,7 @@ import pytest
 from speakerd.config import Config, parse_config
 from speakerd.daemon import Daemon, Hooks
 from speakerd.emulator import Emulator
+from speakerd.events import State
 from speakerd.notify import Notifier
 
 from .alsa import load_wav
@@ -155,11 +156,11 @@ class DaemonRig:
         """Press, speak, release, hear the reply out: back to idle."""
         n = len(self.states)
         self.press()
-        self.wait_state("listening", after=n)
+        self.wait_state(State.LISTENING, after=n)
         self.speak(fixture)
         self.release()
-        self.wait_state("speaking", after=n)
-        self.wait_state("idle", after=len(self.states))
+        self.wait_state(State.SPEAKING, after=n)
+        self.wait_state(State.IDLE, after=len(self.states))
 
     # --- observations -------------------------------------------------------------------
 
