@@ -8,8 +8,8 @@ import warnings
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from speakerd import emulator_audio as audio
-from speakerd.emulator import _is_loopback
+from speakerd.emulator import audio
+from speakerd.emulator.server import _is_loopback
 from tests.support.emulator import silence, tone
 
 with warnings.catch_warnings():

@@ -11,9 +11,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from . import emulator_audio as audio
-from .emulator_link import EmulatorOptions, Link, ReplyRecord
-from .emulator_wire import V1, Negotiated, function_call_request, warning
+from . import audio
+from .link import EmulatorOptions, Link, ReplyRecord
+from .wire import V1, Negotiated, function_call_request, warning
 
 log = logging.getLogger(__name__)
 

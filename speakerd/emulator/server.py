@@ -23,9 +23,9 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 from websockets.sync.server import Server, ServerConnection, serve
 
-from .emulator_link import EmulatorOptions, RecordedFrame, ReplyRecord
-from .emulator_session import EmulatedSession
-from .emulator_wire import EA, PATHS, V1
+from .connection import EmulatedSession
+from .link import EmulatorOptions, RecordedFrame, ReplyRecord
+from .wire import EA, PATHS, V1
 
 __all__ = ["Emulator", "EmulatorOptions", "EmulatedSession", "RecordedFrame", "ReplyRecord",
            "main"]

@@ -10,10 +10,10 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection
 
-from . import emulator_audio as audio
-from .emulator_link import EmulatorOptions, Link, RecordedFrame, ReplyRecord, SessionHost
-from .emulator_reply import ReplyEngine, Speech, Turn, speech_seconds
-from .emulator_wire import (
+from . import audio
+from .link import EmulatorOptions, Link, RecordedFrame, ReplyRecord, SessionHost
+from .reply import ReplyEngine, Speech, Turn, speech_seconds
+from .wire import (
     EA,
     SETTINGS_TYPE,
     TIMEOUT_TEXT,

@@ -1,0 +1,15 @@
+"""A local Voice Agent server, the stand-in for the cloud when speakerd runs offline.
+
+`speakerd emulate` and the tests run it on loopback: it speaks both dialects, detects speech in
+the uplink, replies with audio, calls functions and injects faults on request. It is a test
+oracle, so it shares no code with `speakerd/protocol.py` on purpose: it reads and writes the wire
+from its own reading of the documented protocol, and an oracle that reused the codec it checks
+would agree with that codec's mistakes. A device never imports this package.
+"""
+
+from .connection import EmulatedSession
+from .link import EmulatorOptions, RecordedFrame, ReplyRecord
+from .server import Emulator, main
+
+__all__ = ["Emulator", "EmulatorOptions", "EmulatedSession", "RecordedFrame", "ReplyRecord",
+           "main"]
