@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from speakerd.emulator import audio
-from speakerd.emulator.server import _is_loopback
+from speakerd.emulator.cli import _is_loopback
 from tests.support.emulator import silence, tone
 
 with warnings.catch_warnings():

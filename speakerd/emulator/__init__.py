@@ -7,9 +7,10 @@ from its own reading of the documented protocol, and an oracle that reused the c
 would agree with that codec's mistakes. A device never imports this package.
 """
 
+from .cli import main
 from .connection import EmulatedSession
-from .link import EmulatorOptions, RecordedFrame, ReplyRecord
-from .server import Emulator, main
+from .options import EmulatorOptions, RecordedFrame, ReplyRecord
+from .server import Emulator
 
 __all__ = ["Emulator", "EmulatorOptions", "EmulatedSession", "RecordedFrame", "ReplyRecord",
            "main"]

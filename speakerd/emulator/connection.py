@@ -11,7 +11,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection
 
 from . import audio
-from .link import EmulatorOptions, Link, RecordedFrame, ReplyRecord, SessionHost
+from .link import Link, SessionHost
+from .options import EmulatorOptions, RecordedFrame, ReplyRecord
 from .reply import ReplyEngine, Speech, Turn, speech_seconds
 from .wire import (
     EA,

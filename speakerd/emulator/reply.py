@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import audio
-from .link import EmulatorOptions, Link, ReplyRecord
+from .link import Link
+from .options import EmulatorOptions, ReplyRecord
 from .wire import V1, Negotiated, function_call_request, warning
 
 log = logging.getLogger(__name__)
