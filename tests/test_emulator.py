@@ -11,6 +11,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import warnings
 from operator import mul
 from typing import Any
@@ -231,6 +232,66 @@ def test_barge_in_lets_slip_frames_out_and_can_skip_the_done(emulator: Emulator)
         "audio", "audio", "ConversationText", "History", "EndOfThought", "ConversationText",
         "History", "AgentStartedSpeaking"]
     assert kinds.count("AgentAudioDone") == 1
+
+
+def test_reply_gap_pauses_until_the_client_has_played_it_then_sends_the_rest(
+        emulator: Emulator) -> None:
+    """reply_gap: the first half arrives, nothing until it has played out plus the gap, then the rest."""
+    emulator.options.reply_seconds = 1.0
+    emulator.options.reply_gap = 0.5
+    client = AgentClient(emulator.url())
+    client.start(v1_settings(out_rate=24000))
+    client.send_audio(utterance(), chunk=FRAME)
+    spoke = time.monotonic()  # the reply's audio cannot start before the turn was sent
+    client.until("AgentStartedSpeaking")
+    arrivals: list[tuple[float, int]] = []  # (receive time, audio bytes before this frame)
+    received = 0
+    while not (isinstance(item := client.recv(), dict) and item.get("type") == "AgentAudioDone"):
+        if isinstance(item, bytes):
+            arrivals.append((time.monotonic(), received))
+            received += len(item)
+    client.close()
+    assert received == 2 * 24000
+    # The pause is the longest silence between frames; it comes halfway through the reply.
+    pause = max(range(1, len(arrivals)), key=lambda i: arrivals[i][0] - arrivals[i - 1][0])
+    resumed_at, before = arrivals[pause]
+    assert 0.3 <= before / received <= 0.7
+    # It lasts until what came before has played at real time, and then the gap: counted from
+    # before the reply began, so a slow machine can only make it later.
+    assert resumed_at - spoke >= before / (2 * 24000) + 0.5
+
+
+def test_a_barge_in_ends_the_reply_gap_at_once(emulator: Emulator) -> None:
+    """A reply paused for a long gap is interrupted by new speech, and the new turn is answered."""
+    emulator.options.reply_seconds = 1.0
+    emulator.options.reply_gap = 60.0  # far beyond the client's 5 s receive timeout
+    client = AgentClient(emulator.url())
+    client.start(v1_settings())
+    client.send_audio(utterance(), chunk=FRAME)
+    client.until("AgentStartedSpeaking")
+    assert emulator.wait_for(lambda: bool(emulator.sessions[0].replies)
+                             and len(emulator.sessions[0].replies[0].audio) > 0, 5)
+    emulator.options.reply_gap = 0.0  # the next reply, without a pause
+    client.send_audio(utterance(), chunk=FRAME)
+    got = client.until("AgentStartedSpeaking") + client.until("AgentAudioDone")
+    client.close()
+    assert "UserStartedSpeaking" in types_of(got)
+    first, second = emulator.sessions[0].replies[:2]
+    assert first.interrupted and len(first.audio) < 2 * 24000
+    assert not second.interrupted
+
+
+def test_user_started_speaking_can_come_twice(emulator: Emulator) -> None:
+    """duplicate_user_started_speaking: two UserStartedSpeaking in a row at one onset."""
+    emulator.options.duplicate_user_started_speaking = True
+    client = AgentClient(emulator.url())
+    client.start(v1_settings())
+    client.send_audio(utterance(), chunk=FRAME)
+    kinds = types_of(client.until("EndOfThought"))
+    client.close()
+    at = kinds.index("UserStartedSpeaking")
+    assert kinds[at:at + 2] == ["UserStartedSpeaking", "UserStartedSpeaking"]
+    assert kinds.count("UserStartedSpeaking") == 2
 
 
 def test_v1_function_call_round_trip(emulator: Emulator) -> None:

@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--reply-pace", type=float, default=d.reply_pace,
                    help="reply audio is sent at this multiple of real time; 0 = as fast as "
                         "possible (default %(default)s)")
+    p.add_argument("--reply-gap", type=float, default=d.reply_gap, metavar="SECONDS",
+                   help="halfway through each reply, pause until the client has played what it "
+                        "got, then this many seconds more (default %(default)s: no pause)")
     p.add_argument("--reply-frame-ms", type=int, default=d.reply_frame_ms,
                    help="nominal reply frame length in ms, varied a little "
                         "(default %(default)s)")
@@ -65,7 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--slip-frames", type=int, default=d.slip_frames,
                    help="old-reply frames still sent after a barge-in (default %(default)s)")
     p.add_argument("--no-audio-done-after-interrupt", action="store_true",
-                   help="send no AgentAudioDone for an interrupted reply")
+                   help="send no AgentAudioDone for an interrupted reply (by default it comes "
+                        "late, after the next user turn's EndOfThought, as on the real server)")
+    p.add_argument("--duplicate-user-started-speaking", action="store_true",
+                   help="send UserStartedSpeaking twice at each speech onset")
     p.add_argument("--lenient-keys", action="store_true",
                    help="accept settings keys the real server rejects as mis-placed")
     p.add_argument("--call", action="append", default=[], metavar="NAME=JSON",
@@ -102,12 +108,13 @@ def _options(args: argparse.Namespace) -> EmulatorOptions:
         api_key=args.key or os.environ.get("SPEAKERD_EMULATOR_KEY") or d.api_key,
         idle_timeout=args.idle_timeout, speech_threshold=args.speech_threshold,
         end_of_speech=args.end_of_speech, reply_latency=args.reply_latency,
-        reply_pace=args.reply_pace, reply_frame_ms=args.reply_frame_ms,
+        reply_pace=args.reply_pace, reply_gap=args.reply_gap, reply_frame_ms=args.reply_frame_ms,
         reply_seconds=args.reply_seconds,
         transcripts=args.transcript or list(d.transcripts),
         agent_started_speaking=not args.no_agent_started_speaking,
         history=not args.no_history, slip_frames=args.slip_frames,
         audio_done_after_interrupt=not args.no_audio_done_after_interrupt,
+        duplicate_user_started_speaking=args.duplicate_user_started_speaking,
         strict_keys=not args.lenient_keys,
         record=False,  # a long-running server must not keep every uplink byte
         refuse_status=args.refuse_status, settings_delay=args.settings_delay,

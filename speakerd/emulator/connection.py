@@ -287,6 +287,8 @@ class EmulatedSession:
                 with self._link.send_lock:
                     self._engine.interrupt_locked()
                     self._link.send_json({"type": "UserStartedSpeaking"})
+                    if options.duplicate_user_started_speaking:
+                        self._link.send_json({"type": "UserStartedSpeaking"})
             else:
                 self._speech_ended(event)
 

@@ -289,6 +289,7 @@ class ReplyEngine:
         for i, frame in enumerate(frames):
             if i == len(frames) // 2 and i > 0:
                 self._mid_reply(self._host.options)
+                start += self._gap(reply, start, sent / bytes_per_second)
             pace = self._host.options.reply_pace
             if pace > 0 and not reply.interrupted:
                 # Paced by audio position, not by frame count; cancel wakes it at once.
@@ -317,6 +318,18 @@ class ReplyEngine:
         link.emit(f"-> audio {len(record.audio) / bytes_per_second:.2f} s in "
                   f"{record.frames} frames{state}")
         self._host.changed()
+
+    def _gap(self, reply: _Reply, start: float, audio_seconds: float) -> float:
+        """The reply_gap pause: until what was sent has played out at real time, then reply_gap
+        more; ends early on barge-in or close. Returns how long it paused."""
+        gap = self._host.options.reply_gap
+        if gap <= 0 or reply.interrupted:
+            return 0.0
+        paused_at = time.monotonic()
+        self._link.emit(f"pausing the reply for {gap:.2f} s after it drains")
+        reply.cancel.wait(max(0.0, start + audio_seconds + gap - paused_at))
+        # The rest keeps the pace it had, counted from the end of the pause.
+        return time.monotonic() - paused_at
 
     def _mid_reply(self, options: EmulatorOptions) -> None:
         """Halfway through a reply: the one-shot transport faults and unknown messages."""
