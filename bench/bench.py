@@ -35,9 +35,9 @@ from speakerd.audio import open_sink  # noqa: E402
 from speakerd.config import Config, parse_config  # noqa: E402
 from speakerd.daemon import Daemon, Hooks  # noqa: E402
 from speakerd.emulator import Emulator, EmulatorOptions  # noqa: E402
+from speakerd.emulator.sound import PulseServer  # noqa: E402
 from speakerd.notify import Notifier  # noqa: E402
 from speakerd.speaker import PlaybackStarted  # noqa: E402
-from tests.support.pulse import PulseServer  # noqa: E402
 
 KEY = "bench-emulator-key"
 BUTTON, LED = "GPIO17", "GPIO25"

@@ -28,9 +28,9 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin  # noqa: E402
 from speakerd.config import DEFAULT_PATTERNS, Config, parse_config  # noqa: E402
 from speakerd.daemon import Daemon, Hooks  # noqa: E402
 from speakerd.emulator import Emulator, EmulatorOptions  # noqa: E402
+from speakerd.emulator.sound import PulseServer  # noqa: E402
 from speakerd.notify import Notifier  # noqa: E402
 from speakerd.speaker import PlaybackInterrupted  # noqa: E402
-from tests.support.pulse import PulseServer  # noqa: E402
 
 KEY = "demo-emulator-key"
 BUTTON = "GPIO17"

@@ -21,10 +21,10 @@ from speakerd.audio import (
     open_sink,
     open_source,
 )
+from speakerd.emulator.sound import PulseServer
 from speakerd.mic import Mic
 from speakerd.speaker import PlaybackDrained, PlaybackInterrupted, PlaybackStarted, Speaker
 from tests.support.alsa import WAIT, SpySink, load_wav, ramp, ramp_index, samples
-from tests.support.pulse import PulseServer
 from tests.test_mic import DeviceLog, Uplink
 from tests.test_speaker import Events
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from speakerd.emulator import Emulator
+from speakerd.emulator.sound import PulseServer
 
 from . import test_daemon
 from .support.daemon import wait_until
 from .support.emulator import fast_options
-from .support.pulse import PulseServer
 from .test_daemon import FakeSystemd, SpeakerdProcess, child_env, raw_config, speak, write_config
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -21,12 +21,12 @@ import yaml
 from speakerd.config import load_config
 from speakerd.daemon import Daemon, Hooks
 from speakerd.emulator import Emulator
+from speakerd.emulator.sound import PulseServer
 from speakerd.notify import Notifier
 
 from .support.alsa import load_wav
 from .support.daemon import BUTTON, LED, WAIT, wait_until
 from .support.emulator import TEST_KEY
-from .support.pulse import PulseServer
 
 pytestmark = pytest.mark.realtime
 

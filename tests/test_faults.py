@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from speakerd.emulator import Emulator
+from speakerd.emulator.sound import PulseServer
 
 from .support.alsa import load_wav
 from .support.daemon import WAIT, DaemonRig, rig_config, wait_until
-from .support.pulse import PulseServer
 
 pytestmark = pytest.mark.realtime
 

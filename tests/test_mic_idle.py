@@ -8,9 +8,9 @@ import time
 import pytest
 
 from speakerd.audio import AudioFormat, open_source
+from speakerd.emulator.sound import PulseServer
 from speakerd.mic import Mic
 from tests.support.daemon import wait_until
-from tests.support.pulse import PulseServer
 
 pytestmark = pytest.mark.realtime
 

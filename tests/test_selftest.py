@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
+from speakerd.emulator.sound import PulseServer
 from speakerd.selftest import selftest
 
 from .support.emulator import tone
-from .support.pulse import PulseServer
 
 pytestmark = pytest.mark.realtime
 

@@ -19,11 +19,11 @@ import pytest
 from speakerd.config import Config, parse_config
 from speakerd.daemon import Daemon, Hooks
 from speakerd.emulator import Emulator
+from speakerd.emulator.sound import PulseServer
 from speakerd.notify import Notifier
 
 from .alsa import load_wav
 from .emulator import TEST_KEY, fast_options
-from .pulse import PulseServer
 
 WAIT = 20.0  # generous: a busy 2-core CI machine must never make these flake
 BUTTON = "GPIO17"
