@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from .support.daemon import wait_until
+from tests.support.daemon import wait_until
 
 pytestmark = pytest.mark.realtime
 

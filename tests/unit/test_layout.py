@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "speakerd"
+PACKAGE = Path(__file__).resolve().parents[2] / "speakerd"
 
 # library -> the only modules allowed to import it (design.md §2)
 OWNERS = {

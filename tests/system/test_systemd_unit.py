@@ -11,7 +11,7 @@ import pytest
 
 from speakerd.config import CREDENTIAL_NAME, DEFAULT_PATH, LogConfig
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "speakerd.service"
 CHECK = ROOT / "scripts" / "check-unit"
 MAX_EXPOSURE = 2.0

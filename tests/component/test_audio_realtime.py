@@ -24,9 +24,9 @@ from speakerd.audio import (
 from speakerd.emulator.sound import PulseServer
 from speakerd.mic import Mic
 from speakerd.speaker import PlaybackDrained, PlaybackInterrupted, PlaybackStarted, Speaker
+from tests.component.test_mic import DeviceLog, Uplink
+from tests.component.test_speaker import Events
 from tests.support.alsa import WAIT, SpySink, load_wav, ramp, ramp_index, samples
-from tests.test_mic import DeviceLog, Uplink
-from tests.test_speaker import Events
 
 pytestmark = pytest.mark.realtime
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 INSTALL = ROOT / "scripts" / "install"
 UNINSTALL = ROOT / "scripts" / "uninstall"
 FAKE_KEY = "dgFAKEkey-51e0b7c94a3d2f68"  # recognisable in any output it leaks into

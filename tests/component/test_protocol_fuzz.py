@@ -14,7 +14,7 @@ from speakerd import protocol
 from speakerd.config import SpeakConfig, parse_config
 from speakerd.protocol import Dialect, ProtocolError
 
-GOLDEN = Path(__file__).parent / "data" / "protocol"
+GOLDEN = Path(__file__).resolve().parents[1] / "data" / "protocol"
 
 # Generous examples but no per-example deadline: a busy 2-core CI machine must not flake.
 # No example database: nothing is written into the checkout, and runs stay independent.

@@ -23,10 +23,9 @@ import pytest
 from speakerd.config import parse_config
 from speakerd.daemon import Daemon, Hooks
 from speakerd.notify import Notifier
-
-from .support.alsa import AlsaFiles
-from .support.daemon import BUTTON, LED, wait_until
-from .support.emulator import TEST_KEY, silence, tone
+from tests.support.alsa import AlsaFiles
+from tests.support.daemon import BUTTON, LED, wait_until
+from tests.support.emulator import TEST_KEY, silence, tone
 
 TURNS = int(os.environ.get("SPEAKERD_SOAK_TURNS", "1000"))
 # Long enough to fill every bounded history (the session keeps 100 turns, the LEDs 200 states)

@@ -16,9 +16,8 @@ import pytest
 
 from speakerd.emulator import Emulator
 from speakerd.emulator.sound import PulseServer
-
-from .support.alsa import load_wav
-from .support.daemon import WAIT, DaemonRig, rig_config, wait_until
+from tests.support.alsa import load_wav
+from tests.support.daemon import WAIT, DaemonRig, rig_config, wait_until
 
 pytestmark = pytest.mark.realtime
 
@@ -76,7 +75,7 @@ def assert_no_growth(rig: DaemonRig, baseline: tuple[int, int]) -> None:
 @pytest.fixture
 def fault_rig(make_rig: Callable[..., DaemonRig]) -> Callable[..., tuple[DaemonRig, tuple[int, int]]]:
     """A rig with fast timings, one full turn done and its resource baseline taken."""
-    from .support.daemon import merge
+    from tests.support.daemon import merge
 
     def make(**overrides: Any) -> tuple[DaemonRig, tuple[int, int]]:
         rig = make_rig(**merge(FAST, overrides))
@@ -256,7 +255,7 @@ class FreezingProxy:
 def test_silent_stall_is_detected_within_ten_seconds(make_rig: Callable[..., DaemonRig],
                                                      agent_emulator: Emulator) -> None:
     """A server gone silent (no frames, no pongs) while thinking: detected in ≤ 10 s, then recovered."""
-    from .support.daemon import merge
+    from tests.support.daemon import merge
 
     proxy = FreezingProxy(agent_emulator.port)
     try:

@@ -25,7 +25,7 @@ from speakerd.config import (
     parse_config,
 )
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "speakerd.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "speakerd.yaml"
 # Example lines in the shipped file start with this; deleting it is how a user uncomments one.
 EXAMPLE_PREFIX = "#|"
 # A fake key that is easy to spot in any output it leaks into.

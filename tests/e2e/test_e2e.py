@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from .support.alsa import load_wav
-from .support.daemon import (
+from tests.support.alsa import load_wav
+from tests.support.daemon import (
     WAIT,
     envelope,
     trim_silence,

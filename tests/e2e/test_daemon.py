@@ -23,14 +23,13 @@ from speakerd.daemon import Daemon, Hooks
 from speakerd.emulator import Emulator
 from speakerd.emulator.sound import PulseServer
 from speakerd.notify import Notifier
-
-from .support.alsa import load_wav
-from .support.daemon import BUTTON, LED, WAIT, wait_until
-from .support.emulator import TEST_KEY
+from tests.support.alsa import load_wav
+from tests.support.daemon import BUTTON, LED, WAIT, wait_until
+from tests.support.emulator import TEST_KEY
 
 pytestmark = pytest.mark.realtime
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DAEMON_THREADS = {"mic", "speaker", "session", "agent-rx", "agent-tx"}
 PROCESS_LIMIT = 120.0  # no `speakerd run` started here outlives this
 

@@ -14,13 +14,12 @@ import pytest
 
 from speakerd.emulator import Emulator
 from speakerd.emulator.sound import PulseServer
+from tests.e2e import test_daemon
+from tests.e2e.test_daemon import FakeSystemd, SpeakerdProcess, child_env, raw_config, speak, write_config
+from tests.support.daemon import wait_until
+from tests.support.emulator import fast_options
 
-from . import test_daemon
-from .support.daemon import wait_until
-from .support.emulator import fast_options
-from .test_daemon import FakeSystemd, SpeakerdProcess, child_env, raw_config, speak, write_config
-
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FAKE_KEY = "dgFAKEkey-7c1e9b4a2f60d835"  # recognisable in any output it leaks into
 # The child-process fixtures of the daemon tests, shared here.
 fake_systemd = test_daemon.fake_systemd

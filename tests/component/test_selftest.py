@@ -11,8 +11,7 @@ import yaml
 
 from speakerd.emulator.sound import PulseServer
 from speakerd.selftest import selftest
-
-from .support.emulator import tone
+from tests.support.emulator import tone
 
 pytestmark = pytest.mark.realtime
 

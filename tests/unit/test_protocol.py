@@ -16,7 +16,7 @@ from speakerd import protocol
 from speakerd.config import ACTIONS, AgentConfig, Config, SpeakConfig, parse_config
 from speakerd.protocol import Dialect, ProtocolError
 
-GOLDEN = Path(__file__).parent / "data" / "protocol"
+GOLDEN = Path(__file__).resolve().parents[1] / "data" / "protocol"
 GOLDEN_FILES = sorted(GOLDEN.glob("*/*.json"))
 
 
