@@ -14,4 +14,5 @@ pytest_plugins = [
     "tests.support.pins",
     "tests.support.emulator",
     "tests.support.daemon",
+    "tests.support.process",
 ]

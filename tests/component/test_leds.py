@@ -12,7 +12,7 @@ from gpiozero import LED, PWMLED, RGBLED
 from gpiozero.exc import GPIOPinInUse
 from gpiozero.pins.mock import MockFactory, MockPin
 
-from speakerd.config import STATES, LedConfig, Pattern
+from speakerd.config import LedConfig, Pattern
 from speakerd.leds import HISTORY_MAX, StatusLeds, parse_color
 
 WAIT = 5.0  # generous upper bound for every polled wait
@@ -201,13 +201,6 @@ def test_showing_the_same_state_again_does_not_restart(
     leds.show("connecting")
     assert len(blink.calls) == 3
     assert leds.history == ["connecting", "thinking", "connecting"]
-
-
-def test_default_patterns_are_distinct_per_state() -> None:
-    """The built-in table gives every state a different look on a PWM or RGB LED."""
-    looks = {(p.effect, p.on_time, p.off_time, p.brightness, p.color)
-             for p in LedConfig().patterns.values()}
-    assert len(looks) == len(STATES)
 
 
 def test_several_leds_follow_the_state_together(mock_pins: MockFactory,

@@ -5,227 +5,33 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from speakerd.config import load_config
 from speakerd.daemon import Daemon, Hooks
 from speakerd.emulator import Emulator
 from speakerd.emulator.sound import PulseServer
 from speakerd.notify import Notifier
-from tests.support.alsa import load_wav
-from tests.support.daemon import BUTTON, LED, WAIT, wait_until
+from tests.support.daemon import BUTTON, WAIT, wait_until
 from tests.support.emulator import TEST_KEY
+from tests.support.process import (
+    FakeSystemd,
+    SpeakerdProcess,
+    child_env,
+    raw_config,
+    speak,
+    write_config,
+)
 
 pytestmark = pytest.mark.realtime
 
-ROOT = Path(__file__).resolve().parents[2]
 DAEMON_THREADS = {"mic", "speaker", "session", "agent-rx", "agent-tx"}
-PROCESS_LIMIT = 120.0  # no `speakerd run` started here outlives this
-
-# Runs `speakerd run` in a child process whose mock button the test presses: the test writes
-# numbered files (0, 1, ...) holding "low" or "high" into a control folder, and a thread of the
-# child drives the pin, as the Pi's GPIO callback thread would deliver an edge.
-_HAND = r'''
-import sys, threading
-from pathlib import Path
-from gpiozero import Device
-
-def hand(ctl, pin):
-    tick = threading.Event()  # never set: an interruptible pause between polls
-    n = 0
-    while True:
-        f = ctl / str(n)
-        if not f.exists():
-            tick.wait(0.02)
-            continue
-        p = Device.pin_factory.pin(pin)
-        p.drive_low() if f.read_text().strip() == "low" else p.drive_high()
-        n += 1
-
-threading.Thread(target=hand, args=(Path(sys.argv[1]), sys.argv[2]), name="test-hand",
-                 daemon=True).start()
-from speakerd.__main__ import main
-sys.exit(main(sys.argv[3:]))
-'''
-
-
-class FakeSystemd:
-    """An abstract-namespace datagram socket standing in for systemd; keeps every message."""
-
-    def __init__(self) -> None:
-        name = f"speakerd-test-{uuid.uuid4().hex}"
-        self.env_value = "@" + name
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind("\0" + name)
-        self.sock.settimeout(0.1)  # lets the reader notice close() promptly
-        self.messages: list[tuple[str, float]] = []
-        self._lock = threading.Lock()
-        self._closed = threading.Event()
-        self._reader = threading.Thread(target=self._read, name="fake-systemd", daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        while not self._closed.is_set():
-            try:
-                data = self.sock.recv(4096)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with self._lock:
-                self.messages.append((data.decode("utf-8"), time.monotonic()))
-
-    def texts(self) -> list[str]:
-        with self._lock:
-            return [m for m, _ in self.messages]
-
-    def first_lines(self) -> list[str]:
-        """The first assignment of each datagram (RELOADING=1 carries MONOTONIC_USEC too)."""
-        return [m.split("\n", 1)[0] for m in self.texts()]
-
-    def wait_for(self, line: str, after: int = 0, timeout: float = WAIT) -> int:
-        """Wait for a datagram whose first line is `line` at index ≥ after; return its index."""
-        def seen() -> bool:
-            return line in self.first_lines()[after:]
-        assert wait_until(seen, timeout), f"no {line!r} after #{after}: {self.first_lines()}"
-        return self.first_lines().index(line, after)
-
-    def notifier(self, **env: str) -> Notifier:
-        return Notifier({"NOTIFY_SOCKET": self.env_value, **env})
-
-    def close(self) -> None:
-        self._closed.set()
-        self._reader.join(5)
-        self.sock.close()
-
-
-@pytest.fixture
-def fake_systemd() -> Iterator[FakeSystemd]:
-    """A fake notify socket, closed after the test."""
-    fake = FakeSystemd()
-    try:
-        yield fake
-    finally:
-        fake.close()
-
-
-def raw_config(emulator: Emulator, pulse: PulseServer, state_dir: Path, **sections: Any) -> dict[str, Any]:
-    """A YAML-ready config aimed at the emulator and the PulseAudio devices, chimes off."""
-    raw: dict[str, Any] = {
-        "agent": {"url": emulator.url("v1")},
-        "audio": {"input": {"device": pulse.mic_device, "sample_rate": pulse.rate},
-                  "output": {"device": pulse.speaker_device, "sample_rate": pulse.rate}},
-        "chimes": {name: {"enabled": False} for name in ("press", "error", "goodbye")},
-        "button": {"pin": BUTTON},
-        "leds": [{"kind": "pwm", "pins": [LED]}],
-        "log": {"state_dir": str(state_dir)},
-    }
-    for key, value in sections.items():
-        raw[key] = {**raw.get(key, {}), **value} if isinstance(value, dict) else value
-    return raw
-
-
-def write_config(path: Path, raw: dict[str, Any]) -> Path:
-    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
-    return path
-
-
-class SpeakerdProcess:
-    """`speakerd run` in a child process with a fake NOTIFY_SOCKET and a pressable mock button."""
-
-    def __init__(self, config: Path, env: dict[str, str], workdir: Path) -> None:
-        self.ctl = workdir / "hand"
-        self.ctl.mkdir(parents=True, exist_ok=True)
-        self.stderr_path = workdir / "speakerd.stderr"
-        self._edges = 0
-        self._err = open(self.stderr_path, "wb")  # noqa: SIM115 - closed in stop()
-        full_env = {**env, "GPIOZERO_PIN_FACTORY": "mock", "GPIOZERO_MOCK_PIN_CLASS": "mockpwmpin",
-                    "PYTHONPATH": str(ROOT)}
-        self.popen = subprocess.Popen(
-            [sys.executable, "-c", _HAND, str(self.ctl), BUTTON, "run", "--config", str(config)],
-            env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._err,
-            cwd=workdir)
-        # A timer, not a sleep: a child a failing test forgot is killed by pid when its time is up.
-        self._limit = threading.Timer(PROCESS_LIMIT, self._kill)
-        self._limit.daemon = True
-        self._limit.start()
-
-    def _kill(self) -> None:
-        if self.popen.poll() is None:
-            os.kill(self.popen.pid, signal.SIGKILL)
-
-    def edge(self, level: str) -> None:
-        (self.ctl / str(self._edges)).write_text(level)
-        self._edges += 1
-
-    def press(self) -> None:
-        self.edge("low")
-
-    def release(self) -> None:
-        self.edge("high")
-
-    def signal(self, sig: int) -> None:
-        assert self.popen.poll() is None, "speakerd exited early:\n" + self.stderr()
-        os.kill(self.popen.pid, sig)
-
-    def wait(self, timeout: float = WAIT) -> int:
-        return self.popen.wait(timeout)
-
-    def stderr(self) -> str:
-        self._err.flush()
-        return self.stderr_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        self._limit.cancel()
-        if self.popen.poll() is None:
-            os.kill(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                self._kill()
-                self.popen.wait(5)
-        self._err.close()
-
-
-@pytest.fixture
-def speakerd_process(tmp_path: Path) -> Iterator[Callable[..., SpeakerdProcess]]:
-    """A factory for child `speakerd run` processes; every one is ended by pid after the test."""
-    procs: list[SpeakerdProcess] = []
-
-    def start(config: Path, env: dict[str, str]) -> SpeakerdProcess:
-        proc = SpeakerdProcess(config, env, tmp_path / f"proc{len(procs)}")
-        procs.append(proc)
-        return proc
-
-    try:
-        yield start
-    finally:
-        for proc in procs:
-            proc.stop()
-
-
-def child_env(pulse: PulseServer, fake: FakeSystemd, key: str = TEST_KEY, **extra: str) -> dict[str, str]:
-    """The environment systemd would give: the notify socket, the key; ALSA on the test's PulseAudio."""
-    env = {**pulse.env, "ALSA_CONFIG_PATH": str(pulse.alsa_config), "NOTIFY_SOCKET": fake.env_value,
-           "DEEPGRAM_API_KEY": key, **extra}
-    env.pop("JOURNAL_STREAM", None)
-    return env
-
-
-def speak(pulse: PulseServer, name: str = "hello.wav") -> None:
-    proc = pulse.play_into_mic(load_wav(name))
-    assert wait_until(lambda: not proc.alive(), WAIT), "pacat did not finish"
 
 
 # --- readiness, status, watchdog, stopping ---------------------------------------------------
@@ -521,56 +327,6 @@ def test_an_exception_in_the_session_thread_stops_the_daemon_with_exit_1(
     assert driver.states.count("connecting") == 1  # nothing started the session again
     crashes = [r for r in caplog.records if r.levelno == logging.CRITICAL]
     assert any("session" in r.getMessage() for r in crashes), [r.getMessage() for r in crashes]
-
-
-# --- config errors of `speakerd run` ----------------------------------------------------------
-
-
-def _run(config: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "speakerd", "run", "--config", str(config)],
-                          env=env, capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL, cwd=config.parent)
-
-
-CONFIG_ERRORS: dict[str, tuple[str, str, dict[str, str]]] = {
-    # name: (YAML, text the error must contain, environment beyond the key)
-    "unknown key": ("button:\n  pinn: GPIO17\n", "button.pinn", {}),
-    "bad choice": ("button:\n  mode: sideways\n", "button.mode", {}),
-    "out of range": ("audio:\n  output:\n    sample_rate: 5\n", "audio.output.sample_rate", {}),
-    "wrong type": ("session:\n  idle_timeout: soon\n", "session.idle_timeout", {}),
-    "unknown section": ("speeker:\n  x: 1\n", "speeker", {}),
-    "invalid yaml": ("agent: [\n", "not valid YAML", {}),
-    "not a mapping": ("- 1\n- 2\n", "(top): must be a mapping", {}),
-    "no api key": ("agent:\n  dialect: v1\n", "agent.api_key_file", {"DEEPGRAM_API_KEY": ""}),
-    "unreadable key file": ("agent:\n  api_key_file: missing-key\n", "agent.api_key_file",
-                            {"DEEPGRAM_API_KEY": ""}),
-    "empty key file": ("agent:\n  api_key_file: empty-key\n", "agent.api_key_file",
-                       {"DEEPGRAM_API_KEY": ""}),
-}
-
-
-@pytest.mark.parametrize("case", sorted(CONFIG_ERRORS))
-def test_every_config_error_of_run_exits_78_naming_the_key(tmp_path: Path, case: str) -> None:
-    """`speakerd run` with a bad config or no key: exit 78, the key named on stderr, no traceback."""
-    text, named, extra = CONFIG_ERRORS[case]
-    (tmp_path / "empty-key").write_text("\n")
-    (tmp_path / "empty-key").chmod(0o600)
-    config = tmp_path / "speakerd.yaml"
-    config.write_text(text, encoding="utf-8")
-    env = {**os.environ, "DEEPGRAM_API_KEY": TEST_KEY, **extra}
-    env.pop("CREDENTIALS_DIRECTORY", None)
-    done = _run(config, env)
-    assert done.returncode == 78, done.stderr
-    assert named in done.stderr
-    assert "Traceback" not in done.stderr + done.stdout
-
-
-def test_run_with_a_missing_config_file_exits_78(tmp_path: Path) -> None:
-    """`speakerd run --config` naming no file: exit 78 and the path named, no traceback."""
-    done = _run(tmp_path / "absent.yaml", {**os.environ, "DEEPGRAM_API_KEY": TEST_KEY})
-    assert done.returncode == 78
-    assert "absent.yaml" in done.stderr
-    assert "Traceback" not in done.stderr
 
 
 def test_sighup_mid_reply_reloads_and_the_next_press_gives_a_full_turn(

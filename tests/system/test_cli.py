@@ -14,16 +14,19 @@ import pytest
 
 from speakerd.emulator import Emulator
 from speakerd.emulator.sound import PulseServer
-from tests.e2e import test_daemon
-from tests.e2e.test_daemon import FakeSystemd, SpeakerdProcess, child_env, raw_config, speak, write_config
 from tests.support.daemon import wait_until
-from tests.support.emulator import fast_options
+from tests.support.emulator import TEST_KEY, fast_options
+from tests.support.process import (
+    FakeSystemd,
+    SpeakerdProcess,
+    child_env,
+    raw_config,
+    speak,
+    write_config,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE_KEY = "dgFAKEkey-7c1e9b4a2f60d835"  # recognisable in any output it leaks into
-# The child-process fixtures of the daemon tests, shared here.
-fake_systemd = test_daemon.fake_systemd
-speakerd_process = test_daemon.speakerd_process
 SUBCOMMANDS = ["run", "check-config", "devices", "selftest", "emulate"]
 
 
@@ -219,3 +222,53 @@ def test_api_key_never_appears_in_a_debug_run_that_talks_to_the_agent(
     assert FAKE_KEY not in err
     assert FAKE_KEY[:12] not in err  # not even a prefix of it
     assert "Traceback" not in err
+
+
+# --- config errors of `speakerd run` ----------------------------------------------------------
+
+
+def _run(config: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "speakerd", "run", "--config", str(config)],
+                          env=env, capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL, cwd=config.parent)
+
+
+CONFIG_ERRORS: dict[str, tuple[str, str, dict[str, str]]] = {
+    # name: (YAML, text the error must contain, environment beyond the key)
+    "unknown key": ("button:\n  pinn: GPIO17\n", "button.pinn", {}),
+    "bad choice": ("button:\n  mode: sideways\n", "button.mode", {}),
+    "out of range": ("audio:\n  output:\n    sample_rate: 5\n", "audio.output.sample_rate", {}),
+    "wrong type": ("session:\n  idle_timeout: soon\n", "session.idle_timeout", {}),
+    "unknown section": ("speeker:\n  x: 1\n", "speeker", {}),
+    "invalid yaml": ("agent: [\n", "not valid YAML", {}),
+    "not a mapping": ("- 1\n- 2\n", "(top): must be a mapping", {}),
+    "no api key": ("agent:\n  dialect: v1\n", "agent.api_key_file", {"DEEPGRAM_API_KEY": ""}),
+    "unreadable key file": ("agent:\n  api_key_file: missing-key\n", "agent.api_key_file",
+                            {"DEEPGRAM_API_KEY": ""}),
+    "empty key file": ("agent:\n  api_key_file: empty-key\n", "agent.api_key_file",
+                       {"DEEPGRAM_API_KEY": ""}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONFIG_ERRORS))
+def test_every_config_error_of_run_exits_78_naming_the_key(tmp_path: Path, case: str) -> None:
+    """`speakerd run` with a bad config or no key: exit 78, the key named on stderr, no traceback."""
+    text, named, extra = CONFIG_ERRORS[case]
+    (tmp_path / "empty-key").write_text("\n")
+    (tmp_path / "empty-key").chmod(0o600)
+    config = tmp_path / "speakerd.yaml"
+    config.write_text(text, encoding="utf-8")
+    env = {**os.environ, "DEEPGRAM_API_KEY": TEST_KEY, **extra}
+    env.pop("CREDENTIALS_DIRECTORY", None)
+    done = _run(config, env)
+    assert done.returncode == 78, done.stderr
+    assert named in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_run_with_a_missing_config_file_exits_78(tmp_path: Path) -> None:
+    """`speakerd run --config` naming no file: exit 78 and the path named, no traceback."""
+    done = _run(tmp_path / "absent.yaml", {**os.environ, "DEEPGRAM_API_KEY": TEST_KEY})
+    assert done.returncode == 78
+    assert "absent.yaml" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import stat
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -129,27 +128,3 @@ def test_close_is_idempotent_and_drops_later_lines(tmp_path: Path) -> None:
     log.close()
     log.append("two")
     assert [line["kind"] for line in lines(tmp_path / FILENAME)] == ["one"]
-
-
-def test_concurrent_appends_keep_lines_whole(tmp_path: Path) -> None:
-    """Appends from several threads, across rotations, never interleave within a line."""
-    log = ConversationLog(str(tmp_path), max_bytes=20_000, backups=50)
-    start = threading.Event()
-
-    def writer(w: int) -> None:
-        start.wait(10)
-        for i in range(200):
-            log.append("text", writer=w, n=i, content="x" * 40)
-
-    threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
-    for t in threads:
-        t.start()
-    start.set()
-    for t in threads:
-        t.join(30)
-        assert not t.is_alive()
-    log.close()
-    seen = [line for f in tmp_path.iterdir() for line in lines(f)]
-    assert len(seen) == 800
-    for w in range(4):
-        assert sorted(line["n"] for line in seen if line["writer"] == w) == list(range(200))
