@@ -17,7 +17,6 @@ import sys
 import tempfile
 import threading
 import time
-import wave
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +34,7 @@ from speakerd.audio import open_sink  # noqa: E402
 from speakerd.config import Config, parse_config  # noqa: E402
 from speakerd.daemon import Daemon, Hooks  # noqa: E402
 from speakerd.emulator import Emulator, EmulatorOptions  # noqa: E402
-from speakerd.emulator.sound import PulseServer  # noqa: E402
+from speakerd.emulator.sound import PulseServer, read_wav, wait_until  # noqa: E402
 from speakerd.notify import Notifier  # noqa: E402
 from speakerd.speaker import PlaybackStarted  # noqa: E402
 
@@ -54,12 +53,10 @@ def pause(seconds: float) -> None:
     threading.Event().wait(seconds)
 
 
-def wait_until(pred: Callable[[], bool], timeout: float = WAIT, what: str = "") -> None:
-    deadline = now() + timeout
-    while not pred():
-        if now() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        pause(0.002)
+def expect(pred: Callable[[], bool], timeout: float = WAIT, what: str = "") -> None:
+    """Wait for a step of a measurement (polled every 2 ms); RuntimeError naming it on timeout."""
+    if not wait_until(pred, timeout, 0.002):
+        raise RuntimeError(f"timed out waiting for {what}")
 
 
 def tone(seconds: float, freq: float = 300.0, amp: int = 8000) -> bytes:
@@ -70,8 +67,7 @@ def tone(seconds: float, freq: float = 300.0, amp: int = 8000) -> bytes:
 
 
 def load_wav(name: str) -> bytes:
-    with wave.open(str(ROOT / "tests/data/audio" / name), "rb") as w:
-        return w.readframes(w.getnframes())
+    return read_wav(ROOT / "tests/data/audio" / name)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -173,13 +169,13 @@ class Rig:
         return self.obs.states[-1][0] if self.obs.states else ""
 
     def wait_state(self, state: str, after: int, timeout: float = WAIT) -> float:
-        wait_until(lambda: any(s == state for s, _ in self.obs.states[after:]), timeout, state)
+        expect(lambda: any(s == state for s, _ in self.obs.states[after:]), timeout, state)
         return next(t for s, t in self.obs.states[after:] if s == state)
 
     def speak(self, pcm: bytes, wait: bool = True) -> Any:
         proc = self.pa.play_into_mic(pcm)
         if wait:
-            wait_until(lambda: not proc.alive(), WAIT, "pacat")
+            expect(lambda: not proc.alive(), WAIT, "pacat")
         return proc
 
 
@@ -253,7 +249,7 @@ def bench_barge_in(pa: PulseServer, emu: Emulator, tmp: Path, n: int, duplex: bo
         rig.raw["audio"] = {**rig.raw["audio"], "duplex": "full"}
     rig.start()
     rec = pa.record_speaker(tmp / f"barge-{duplex}.raw", latency_msec=3)
-    wait_until(lambda: rec.bytes_so_far() > 0, 5, "parecord")
+    expect(lambda: rec.bytes_so_far() > 0, 5, "parecord")
     rec_t0 = now() - rec.bytes_so_far() / 2 / RATE
     growth: list[tuple[float, int]] = []
     done = threading.Event()
@@ -276,13 +272,13 @@ def bench_barge_in(pa: PulseServer, emu: Emulator, tmp: Path, n: int, duplex: bo
             rig.edge(False)
         for i in range(n):  # noqa: B023,B007,E501 - used at once
             n_started = len(rig.obs.started)
-            wait_until(lambda n_started=n_started: len(rig.obs.started) > n_started, WAIT, "the reply to start")  # noqa: B023,B007,E501 - used at once
+            expect(lambda n_started=n_started: len(rig.obs.started) > n_started, WAIT, "the reply to start")  # noqa: B023,B007,E501 - used at once
             started = rig.obs.started[-1].t
             pause(0.25 + random.random() * 0.5)  # mid-reply, at a random phase of the period
             if duplex:
                 n_uss = len(rig.obs.uss)
                 rig.speak(speech, wait=False)
-                wait_until(lambda n_uss=n_uss: len(rig.obs.uss) > n_uss, WAIT, "UserStartedSpeaking")
+                expect(lambda n_uss=n_uss: len(rig.obs.uss) > n_uss, WAIT, "UserStartedSpeaking")
                 trials.append(Trial(rig.obs.uss[-1], started))
                 pause(0.4)
             else:
@@ -315,9 +311,9 @@ def bench_press(pa: PulseServer, emu: Emulator, tmp: Path, warm_n: int, cold_n: 
         for i in range(warm_n + cold_n):
             is_cold = i >= warm_n or i == 0
             if is_cold and emu.sessions:
-                wait_until(lambda: emu.sessions[-1].closed.is_set(), WAIT, "idle close")
+                expect(lambda: emu.sessions[-1].closed.is_set(), WAIT, "idle close")
             elif not is_cold:
-                wait_until(lambda: rig.state() == "idle", WAIT, "idle")
+                expect(lambda: rig.state() == "idle", WAIT, "idle")
             n_sessions = len(emu.sessions)
             if is_cold and i >= warm_n:
                 # Speech from the press edge: is any of it lost while the socket opens?
@@ -330,9 +326,9 @@ def bench_press(pa: PulseServer, emu: Emulator, tmp: Path, warm_n: int, cold_n: 
                 k = len(rig.obs.states)
                 t = rig.edge(True)
             rig.wait_state("listening", k)
-            wait_until(lambda: not proc.alive(), WAIT, "pacat")  # noqa: B023,B007,E501 - used at once
+            expect(lambda: not proc.alive(), WAIT, "pacat")  # noqa: B023,B007,E501 - used at once
             rig.edge(False)
-            wait_until(lambda: len(emu.sessions) > n_sessions or not is_cold or i == 0, WAIT, "session")  # noqa: B023,B007,E501 - used at once
+            expect(lambda: len(emu.sessions) > n_sessions or not is_cold or i == 0, WAIT, "session")  # noqa: B023,B007,E501 - used at once
             sess = emu.sessions[-1]
             frames = [f for f in list(sess.frames) if f.kind == "binary" and f.t >= t]
             first = next((f for f in frames if max(map(abs, samples_of(f.data)), default=0) > SILENT),
@@ -451,10 +447,10 @@ def bench_footprint(pa: PulseServer, emu: Emulator, tmp: Path, seconds: float) -
         p.stdin.write("press\n")
         p.stdin.flush()
         p.stdout.readline()
-        wait_until(lambda: len(emu.sessions) > n and emu.sessions[-1].applied.is_set(), WAIT, "connect")
+        expect(lambda: len(emu.sessions) > n and emu.sessions[-1].applied.is_set(), WAIT, "connect")
         sess = emu.sessions[-1]
         pa.play_into_mic(tone(0.4))
-        wait_until(lambda: bool(sess.replies), WAIT, "the reply")
+        expect(lambda: bool(sess.replies), WAIT, "the reply")
         pause(1.0)
         p.stdin.write("threads\n")
         p.stdin.flush()

@@ -1,13 +1,16 @@
-"""Fixtures: a private PulseAudio server with null sinks, reached through ALSA's `pulse` PCMs.
+"""The offline sound devices: a private PulseAudio server with null sinks behind ALSA `pulse` PCMs.
 
-This is the real-time tier: the devices run at the wall clock, and drop() really discards.
-`PulseServer` is a plain class so a benchmark script can use it without pytest:
+The devices run at the wall clock, and drop() really discards, so the tests' real-time tier,
+the demo and the bench all play and record through it (a device never imports this module):
 
     with PulseServer(Path(tmpdir)) as pa:
         os.environ["ALSA_CONFIG_PATH"] = str(pa.alsa_config)
         rec = pa.record_speaker()
         ...  # play through pa.speaker_device, capture from pa.mic_device
         pcm = rec.stop()
+
+It also holds the two helpers those three share: `wait_until`, the one polling wait, and
+`read_wav`, which reads the spoken fixtures fed to the microphone.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import subprocess
 import tempfile
 import threading
 import time
+import wave
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -32,6 +37,28 @@ MAX_SECONDS = 300.0  # no helper process started here outlives this, even if a t
 # The sound server itself lives as long as the whole test run (it is session-scoped and stopped
 # at the end); its safety limit must outlast the suite, or later tests find no server.
 SERVER_MAX_SECONDS = 3600.0
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 20.0, step: float = 0.01) -> bool:
+    """Poll predicate until it holds or `timeout` seconds pass; whether it held.
+
+    The default timeout is generous: a busy 2-core machine must not make a wait fail.
+    """
+    deadline = time.monotonic() + timeout
+    tick = threading.Event()  # never set: its wait() is an interruptible pause between polls
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        tick.wait(step)
+    return predicate()
+
+
+def read_wav(path: Path | str) -> bytes:
+    """The frames of a mono 16-bit WAV file."""
+    with wave.open(str(path), "rb") as w:
+        if (w.getnchannels(), w.getsampwidth()) != (1, 2):
+            raise ValueError(f"{path}: not mono 16-bit")
+        return w.readframes(w.getnframes())
 
 
 def _die_with_parent() -> None:
@@ -154,14 +181,11 @@ class PulseServer:
              "--exit-idle-time=-1", "--use-pid-file=no", "--log-target=stderr",
              "--disallow-exit", "--disable-shm=yes"],
             self.env, log=self.dir / "pulseaudio.log", max_seconds=SERVER_MAX_SECONDS)
-        deadline = time.monotonic() + timeout
-        ready = threading.Event()  # never set: its wait() is an interruptible pause between polls
-        while time.monotonic() < deadline:
-            if not self._server.alive():
+        server = self._server
+        if wait_until(lambda: not server.alive() or self._answers(), timeout, 0.02):
+            if not server.alive():
                 raise RuntimeError("pulseaudio exited at start:\n" + self.log_tail())
-            if self._answers():
-                return
-            ready.wait(0.02)
+            return
         self.stop()
         raise RuntimeError(f"pulseaudio did not listen on {self.socket} within {timeout} s")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -26,22 +26,13 @@ from speakerd.mic import Mic
 from speakerd.speaker import PlaybackDrained, PlaybackInterrupted, PlaybackStarted, Speaker
 from tests.component.test_mic import DeviceLog, Uplink
 from tests.component.test_speaker import Events
-from tests.support.alsa import WAIT, SpySink, load_wav, ramp, ramp_index, samples
+from tests.support.alsa import SpySink, load_wav, ramp, ramp_index, samples, wait_until
 
 pytestmark = pytest.mark.realtime
 
 RATE = 16000
 FMT = AudioFormat(rate=RATE, period_frames=320)  # 20 ms periods, as the config's default
 PERIOD = FMT.period_bytes
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = WAIT) -> None:
-    """Poll a predicate, pausing on an event that is never set (an interruptible pause)."""
-    pause = threading.Event()
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        pause.wait(0.01)
 
 
 def nonzero_span(pcm: bytes) -> tuple[int, int]:
@@ -60,7 +51,7 @@ def test_interrupt_leaves_at_most_about_a_period(pulse_audio: PulseServer) -> No
     """A 10 s reply interrupted at 2 s stops at the monitor within about one period: the queued
     and buffered audio is dropped, never played."""
     rec = pulse_audio.record_speaker()
-    wait_until(lambda: rec.bytes_so_far() > 0)  # the monitor is being recorded
+    assert wait_until(lambda: rec.bytes_so_far() > 0)  # the monitor is being recorded
     spies: list[SpySink] = []
 
     def open_spy() -> SpySink:
@@ -80,7 +71,7 @@ def test_interrupt_leaves_at_most_about_a_period(pulse_audio: PulseServer) -> No
         interrupted = events.wait_for(PlaybackInterrupted)[0]
         assert isinstance(interrupted, PlaybackInterrupted)
         mark = rec.bytes_so_far()
-        wait_until(lambda: rec.bytes_so_far() >= mark + RATE)  # 0.5 s more of the monitor
+        assert wait_until(lambda: rec.bytes_so_far() >= mark + RATE)  # 0.5 s more of the monitor
     finally:
         speaker.stop()
         data = rec.stop()
@@ -110,7 +101,7 @@ def test_reply_drains_in_real_time(pulse_audio: PulseServer) -> None:
     """A 1 s reply plays bit-exact at the monitor and is reported drained no earlier than 1 s
     after it started."""
     rec = pulse_audio.record_speaker()
-    wait_until(lambda: rec.bytes_so_far() > 0)
+    assert wait_until(lambda: rec.bytes_so_far() > 0)
     events = Events()
     speaker = Speaker(lambda: open_sink(pulse_audio.output_config()), FMT, on_event=events)
     reply = ramp(RATE)
@@ -123,7 +114,7 @@ def test_reply_drains_in_real_time(pulse_audio: PulseServer) -> None:
         started = events.wait_for(PlaybackStarted)[0]
         assert isinstance(drained, PlaybackDrained) and isinstance(started, PlaybackStarted)
         mark = rec.bytes_so_far()
-        wait_until(lambda: rec.bytes_so_far() >= mark + RATE // 2)
+        assert wait_until(lambda: rec.bytes_so_far() >= mark + RATE // 2)
     finally:
         speaker.stop()
         data = rec.stop()
@@ -150,7 +141,7 @@ def test_capture_runs_at_real_time_and_matches_fixture(pulse_audio: PulseServer)
         n0 = len(up.snapshot())
         t0 = time.monotonic()
         proc = pulse_audio.play_into_mic(speech)
-        wait_until(lambda: not proc.alive())
+        assert wait_until(lambda: not proc.alive())
         need = n0 + len(speech) // PERIOD + 25
         up.wait_for(lambda f: len(f) >= need)
         elapsed = time.monotonic() - t0
@@ -200,7 +191,7 @@ def test_sound_server_crash_is_survived(own_pulse_server: PulseServer) -> None:
         spk_dev.wait_for(2)
         assert mic_dev.calls[1] == (True, "") and spk_dev.calls[1] == (True, "")
         reads = mic.frames_read
-        wait_until(lambda: mic.frames_read >= reads + 5)
+        assert wait_until(lambda: mic.frames_read >= reads + 5)
         speaker.begin_reply()
         speaker.play(ramp(RATE // 5))
         speaker.end_reply()

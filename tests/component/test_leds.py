@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,6 +13,7 @@ from gpiozero.pins.mock import MockFactory, MockPin
 
 from speakerd.config import LedConfig, Pattern
 from speakerd.leds import HISTORY_MAX, StatusLeds, parse_color
+from tests.support.alsa import wait_until
 
 WAIT = 5.0  # generous upper bound for every polled wait
 
@@ -27,16 +27,6 @@ PATTERNS: dict[str, Pattern] = {
     "offline": Pattern("blink", 0.03, 0.03, color="orange"),
     "error": Pattern("on", color="#ff8000"),
 }
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = WAIT) -> bool:
-    """Poll a predicate until it holds or the timeout passes."""
-    tick = threading.Event()  # never set: its wait is an interruptible poll interval
-    for _ in range(int(timeout / 0.005)):
-        if pred():
-            return True
-        tick.wait(0.005)
-    return pred()
 
 
 class Spy:

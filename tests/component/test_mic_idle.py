@@ -10,7 +10,7 @@ import pytest
 from speakerd.audio import AudioFormat, open_source
 from speakerd.emulator.sound import PulseServer
 from speakerd.mic import Mic
-from tests.support.daemon import wait_until
+from tests.support.alsa import wait_until
 
 pytestmark = pytest.mark.realtime
 

@@ -12,7 +12,7 @@ from speakerd import chimes
 from speakerd.audio import AudioDeviceError, AudioFormat, open_sink
 from speakerd.config import ChimeConfig, ChimesConfig
 from speakerd.speaker import PlaybackDrained, PlaybackInterrupted, PlaybackStarted, Speaker
-from tests.support.alsa import WAIT, AlsaFiles, DeviceLog, SpySink, ramp
+from tests.support.alsa import WAIT, AlsaFiles, DeviceLog, SpySink, ramp, wait_until
 
 FMT = AudioFormat(rate=16000, period_frames=320)
 PERIOD = FMT.period_bytes
@@ -36,16 +36,6 @@ class Events:
                 lambda: sum(isinstance(e, kind) for e in self.items) >= count, timeout)
             assert ok, f"no {kind.__name__} (x{count}) in {self.items}"
             return [e for e in self.items if isinstance(e, kind)]
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = WAIT) -> None:
-    """Poll a predicate, pausing on an event that is never set (an interruptible pause)."""
-    pause = threading.Event()
-    for _ in range(int(timeout / 0.005)):
-        if predicate():
-            return
-        pause.wait(0.005)
-    assert predicate(), "condition not met in time"
 
 
 def padded(pcm: bytes, fill: bytes = b"\x00", period: int = PERIOD) -> bytes:
@@ -113,7 +103,7 @@ def test_interrupt_drops_queue_and_device(alsa_files: AlsaFiles, spies: list[Spy
     old = ramp(320 * 100)
     speaker.play(old)  # no begin_reply(): reply 1 starts implicitly
     speaker.start()
-    wait_until(lambda: bool(hold_box))
+    assert wait_until(lambda: bool(hold_box))
     hold = hold_box[0]
     hold.wait()  # type: ignore[attr-defined]
     speaker.interrupt()  # from the test thread while the speaker is inside write #10
@@ -203,7 +193,7 @@ def test_chimes_honour_config_and_survive_interrupt(alsa_files: AlsaFiles,
     speaker.start()
     try:
         events.wait_for(PlaybackInterrupted)
-        wait_until(lambda: bool(spies) and spies[0].written >= len(padded(press)))
+        assert wait_until(lambda: bool(spies) and spies[0].written >= len(padded(press)))
     finally:
         speaker.stop()
     assert alsa_files.speaker_bytes() == padded(press)
@@ -309,11 +299,11 @@ def test_stop_drops_never_drains(alsa_files: AlsaFiles, spies: list[SpySink]) ->
     speaker = Speaker(open_with_hold, FMT, on_event=lambda e: None)
     speaker.play(ramp(320 * 50))
     speaker.start()
-    wait_until(lambda: bool(holds))
+    assert wait_until(lambda: bool(holds))
     holds[0].wait()  # type: ignore[attr-defined]
     stopper = threading.Thread(target=speaker.stop)
     stopper.start()
-    wait_until(lambda: speaker._stop.is_set())
+    assert wait_until(lambda: speaker._stop.is_set())
     holds[0].release()  # type: ignore[attr-defined]
     stopper.join(WAIT)
     assert not stopper.is_alive()
