@@ -30,11 +30,12 @@ from gpiozero import Device  # noqa: E402
 from gpiozero.pins.mock import MockFactory, MockPWMPin  # noqa: E402
 
 from speakerd import protocol  # noqa: E402
-from speakerd.audio import open_sink  # noqa: E402
+from speakerd.audio import AudioFormat, open_sink, open_source  # noqa: E402
 from speakerd.config import Config, parse_config  # noqa: E402
 from speakerd.daemon import Daemon, Hooks  # noqa: E402
 from speakerd.emulator import Emulator, EmulatorOptions  # noqa: E402
 from speakerd.emulator.sound import PulseServer, read_wav, wait_until  # noqa: E402
+from speakerd.mic import Mic  # noqa: E402
 from speakerd.notify import Notifier  # noqa: E402
 from speakerd.speaker import PlaybackStarted  # noqa: E402
 
@@ -392,6 +393,60 @@ def bench_rx_write(pa: PulseServer, emu: Emulator, tmp: Path, seconds: float) ->
     return out
 
 
+def bench_stop(pa: PulseServer, emu: Emulator, tmp: Path, n: int) -> list[float]:
+    """Daemon.stop() while a long reply plays, in ms: what run() does once SIGTERM arrives."""
+    emu.options.reply_seconds = 8.0
+    emu.options.end_of_speech = 0.25
+    out: list[float] = []
+    for i in range(n):
+        rig = Rig(pa, emu, tmp / f"stop{i}").start()
+        try:
+            parts = rig.daemon.parts
+            assert parts is not None
+            k = len(rig.obs.states)
+            rig.edge(True)
+            rig.wait_state("listening", k)
+            rig.speak(tone(0.35))
+            rig.edge(False)
+            rig.wait_state("speaking", k)
+            expect(parts.speaker.is_playing, WAIT, "the reply to play")
+            t = now()
+            rig.daemon.stop()
+            out.append((now() - t) * 1000)
+        finally:
+            rig.stop()
+    return out
+
+
+def bench_mic_resume(pa: PulseServer, n: int) -> list[float]:
+    """The idle mic (paused: no socket, gate shut): a press's set_gate + uplink_stream → the
+    first frame handed to the uplink, in ms."""
+    cfg = pa.input_config()
+    first: list[float] = []
+
+    def send(frame: bytes) -> None:
+        if not first:
+            first.append(now())
+
+    mic = Mic(lambda: open_source(cfg), AudioFormat.from_input(cfg), send)
+    out: list[float] = []
+    mic.start()
+    try:
+        for i in range(n):
+            expect(lambda i=i: mic.pauses == i + 1, WAIT, "the mic to pause")
+            first.clear()
+            t = now()
+            mic.set_gate(True)
+            mic.uplink_stream()
+            expect(lambda: bool(first), WAIT, "the first frame")
+            out.append((first[0] - t) * 1000)
+            mic.set_gate(False)
+            mic.uplink_off()
+    finally:
+        mic.stop()
+    return out
+
+
 def proc_cpu(pid: int) -> float:
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -533,6 +588,10 @@ def main() -> int:
             print(f"footprint ({seconds:.0f} s idle, {seconds:.0f} s streaming) ...",
                   file=sys.stderr, flush=True)
             fp = bench_footprint(pa, emu, tmp, seconds)
+            print("stop mid-reply ...", file=sys.stderr, flush=True)
+            stop = bench_stop(pa, emu, tmp, 3 if args.quick else 5)
+            print("idle mic resume ...", file=sys.stderr, flush=True)
+            resume = bench_mic_resume(pa, 5 if args.quick else 20)
         finally:
             emu.stop()
             pa.stop()
@@ -564,6 +623,10 @@ def main() -> int:
         row("agent audio rx → ALSA write", f"p50 {pct(rx, 50):.1f} / p95 {pct(rx, 95):.1f} ms (n={len(rx)})",
             "p95 ≤ 5 ms", pct(rx, 95) <= 5,
             "router.audio wrapper time → sink.write() call carrying the chunk's first byte, pace 1.0")
+    row("idle mic: press → first frame", dist(resume), "≤ 250 ms", pct(resume, 95) <= 250,
+        "Mic alone on the pulse PCM, paused with no socket: set_gate + uplink_stream → first send()")
+    row("stop mid-reply", dist(stop), "≤ 2000 ms", max(stop) <= 2000,
+        "Daemon.stop() while an 8 s reply plays (what run() does on SIGTERM/SIGINT), in process")
     row("CPU idle", f"{fp['idle_cpu']:.2f} % of one core", "≤ 0.2 %", fp["idle_cpu"] <= 0.2,
         f"/proc/pid/stat utime+stime over {seconds:.0f} s, daemon subprocess")
     row("CPU streaming full duplex", f"{fp['stream_cpu']:.2f} % of one core", "≤ 2 %",

@@ -20,6 +20,7 @@ from speakerd.functions import (
     gpio_pins,
 )
 from speakerd.outputs import GpioOutputs
+from tests.support.alsa import wait_until
 
 WAIT = 10.0  # generous upper bound for every event wait
 
@@ -570,18 +571,13 @@ def test_command_timeout_kills_the_process_group(tmp_path: Any,
     assert content == {"error": "timed out after 0.5 s"}
     assert pids.exists()
     for pid in (int(p) for p in pids.read_text().split()):
-        assert wait_gone(pid), pid
+        assert wait_until(lambda pid=pid: gone(pid), WAIT), pid
 
 
-def wait_gone(pid: int) -> bool:
-    """Poll until a process no longer exists (or is a zombie awaiting its parent's reap)."""
-    tick = threading.Event()
-    for _ in range(int(WAIT / 0.01)):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    return True
-        except FileNotFoundError:
-            return True
-        tick.wait(0.01)
-    return False
+def gone(pid: int) -> bool:
+    """Whether a process no longer exists (or is a zombie awaiting its parent's reap)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True

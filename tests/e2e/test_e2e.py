@@ -51,13 +51,17 @@ def test_press_mid_reply_stops_it_and_the_next_turn_works(make_rig: Any) -> None
     rig.speak("hello.wav")
     rig.release()
     rig.wait_state("speaking")
-    wait_until(lambda: False, 1.0)  # let a second of the reply play
+    second = 2 * rig.pulse.rate  # bytes of the monitor's recording: the sound server's clock
+    clock = rig.pulse.record_speaker()
+    assert wait_until(lambda: clock.bytes_so_far() >= second)  # a second of the reply plays
+    clock.stop()
     rec = rig.pulse.record_speaker()
     n = len(rig.states)
     rig.press()
     rig.wait_state("listening", after=n)
     # Two seconds with the button held and nothing said: the old reply must not be heard again.
-    wait_until(lambda: False, 2.0)
+    mark = rec.bytes_so_far()
+    assert wait_until(lambda: rec.bytes_so_far() >= mark + 2 * second)
     quiet = envelope(rec.stop(), rig.pulse.rate)
     # Allow 150 ms for the press to reach the speaker thread and the monitor's own latency.
     late = quiet[int(0.15 / 0.02):]

@@ -541,11 +541,29 @@ def test_a_key_pasted_as_the_key_file_path_is_not_echoed() -> None:
     assert FAKE_KEY not in str(info.value)
 
 
+ROOT = EXAMPLE.parents[1]
+# Everything the repository ships: the config, the unit, the scripts, the package, the bench,
+# the docs, and the tests with their fixtures (binary ones too, read as bytes).
+SHIPPED = ("README.md", "pyproject.toml", ".ci", "config", "systemd", "scripts", "speakerd",
+           "bench", "tests")
+DEEPGRAM_KEY = re.compile(rb"(?<![0-9A-Za-z])[0-9a-f]{40}(?![0-9A-Za-z])")  # 40 hex characters
+
+
+def _shipped_files() -> list[Path]:
+    files: list[Path] = []
+    for name in SHIPPED:
+        path = ROOT / name
+        files += [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return [p for p in files if "__pycache__" not in p.parts]
+
+
 def test_shipped_files_hold_no_key() -> None:
-    """Neither the example config nor this test's fixtures carry anything like a real key."""
-    text = EXAMPLE.read_text(encoding="utf-8")
-    assert "api_key:" not in text
-    assert not re.search(r"\b[0-9a-f]{40}\b", text)  # Deepgram keys are 40 hex characters
+    """No shipped file (the example config and every test fixture among them) holds anything like a key."""
+    files = _shipped_files()
+    assert EXAMPLE in files and any(p.suffix == ".wav" for p in files)  # it reads what it claims
+    assert "api_key:" not in EXAMPLE.read_text(encoding="utf-8")
+    carrying = [str(p.relative_to(ROOT)) for p in files if DEEPGRAM_KEY.search(p.read_bytes())]
+    assert carrying == []
 
 
 
