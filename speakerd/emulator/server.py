@@ -138,12 +138,6 @@ class Emulator:
             raise RuntimeError("no connected session has applied its settings")
         live[-1].say(text, seconds)
 
-    @property
-    def last_session(self) -> EmulatedSession | None:
-        """The newest session, if any."""
-        with self._lock:
-            return self.sessions[-1] if self.sessions else None
-
     # --- SessionHost -----------------------------------------------------------------------
 
     def next_transcript(self) -> str:

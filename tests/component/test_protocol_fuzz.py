@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from speakerd import protocol
-from speakerd.config import SpeakConfig, parse_config
+from speakerd.config import parse_config
 from speakerd.protocol import Dialect, ProtocolError
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "protocol"
@@ -243,24 +243,17 @@ def test_settings_for_any_valid_config(raw: dict[str, Any], context: list[protoc
 
 
 @FUZZ
-@given(dialects, texts, texts, texts, st.builds(SpeakConfig, names, names, texts))
-def test_other_messages_for_any_text(dialect: Dialect, a: str, b: str, c: str,
-                                     speak: SpeakConfig) -> None:
+@given(dialects, texts, texts, texts)
+def test_other_messages_for_any_text(dialect: Dialect, a: str, b: str, c: str) -> None:
     """Every other client message is ASCII JSON of the right type carrying the text it was given."""
     v1 = dialect is Dialect.V1
     sent = {
         "KeepAlive": protocol.encode_keepalive(),
         "FunctionCallResponse": protocol.encode_function_response(dialect, a, b, c),
-        "UpdatePrompt" if v1 else "UpdateInstructions": protocol.encode_update_prompt(dialect, a),
-        "UpdateSpeak": protocol.encode_update_speak(dialect, speak),
-        "InjectAgentMessage": protocol.encode_inject_agent_message(dialect, a),
     }
-    if v1:
-        sent["InjectUserMessage"] = protocol.encode_inject_user_message(dialect, a)
     for kind, text in sent.items():
         assert text.isascii()
         assert json.loads(text)["type"] == kind
     response = json.loads(sent["FunctionCallResponse"])
     assert response == ({"type": "FunctionCallResponse", "id": a, "name": b, "content": c} if v1
                         else {"type": "FunctionCallResponse", "function_call_id": a, "output": c})
-    assert json.loads(sent["InjectAgentMessage"])["message"] == a

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from speakerd import protocol
-from speakerd.config import ACTIONS, AgentConfig, Config, SpeakConfig, parse_config
+from speakerd.config import ACTIONS, AgentConfig, Config, parse_config
 from speakerd.protocol import Dialect, ProtocolError
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "protocol"
@@ -42,14 +42,6 @@ def _encode(dialect: Dialect, case: dict[str, Any]) -> str:
     if kind == "function_response":
         return protocol.encode_function_response(dialect, args["call_id"], args["name"],
                                                  args["content"])
-    if kind == "update_prompt":
-        return protocol.encode_update_prompt(dialect, args["prompt"])
-    if kind == "update_speak":
-        return protocol.encode_update_speak(dialect, SpeakConfig(**args["speak"]))
-    if kind == "inject_agent_message":
-        return protocol.encode_inject_agent_message(dialect, args["message"])
-    if kind == "inject_user_message":
-        return protocol.encode_inject_user_message(dialect, args["content"])
     raise AssertionError(f"unknown encoder {kind!r} in a golden file")
 
 
@@ -95,8 +87,7 @@ def test_golden_files_cover_every_event_and_encoder() -> None:
                if isinstance(c, type) and issubclass(c, protocol.ServerEvent)
                and c is not protocol.ServerEvent}
     assert classes - events == set()
-    wanted = {"settings", "keepalive", "function_response", "update_prompt", "update_speak",
-              "inject_agent_message", "inject_user_message"}
+    wanted = {"settings", "keepalive", "function_response"}
     for dialect in Dialect:
         assert wanted - encoders[dialect] == set(), dialect
 
@@ -290,16 +281,8 @@ def test_functions_with_an_action_have_no_endpoint_in_either_dialect() -> None:
             assert set(f) == {"name", "parameters"}, f
 
 
-def test_inject_user_message_is_v1_only() -> None:
-    """InjectUserMessage exists only in V1."""
-    assert json.loads(protocol.encode_inject_user_message(Dialect.V1, "hi")) == {
-        "type": "InjectUserMessage", "content": "hi"}
-    with pytest.raises(ValueError, match="early_access"):
-        protocol.encode_inject_user_message(Dialect.EARLY_ACCESS, "hi")
-
-
 def test_encoders_accept_the_dialect_as_its_config_string() -> None:
     """Callers may pass cfg.agent.dialect directly."""
-    assert json.loads(protocol.encode_update_prompt("early_access", "p"))["type"] == \
-        "UpdateInstructions"
+    assert "function_call_id" in json.loads(
+        protocol.encode_function_response("early_access", "c", "f", "x"))
     assert json.loads(protocol.encode_settings(Config(), "v1"))["type"] == "Settings"
