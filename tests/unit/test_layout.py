@@ -47,3 +47,25 @@ def test_protocol_is_pure() -> None:
     """The codec imports no sockets, threads or device libraries."""
     forbidden = {"socket", "threading", "websocket", "websockets", "alsaaudio", "gpiozero"}
     assert not _imports(PACKAGE / "protocol.py") & forbidden
+
+
+def _speakerd_imports(path: Path) -> set[str]:
+    """The speakerd modules a file imports, as absolute names (`from .. import x` included)."""
+    package = list(path.relative_to(PACKAGE.parent).with_suffix("").parts[:-1])
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+    return {name for name in found if name.split(".")[0] == "speakerd"}
+
+
+def test_the_emulator_shares_no_code_with_the_codec() -> None:
+    """The emulator is the codec's test oracle: none of its modules imports speakerd.protocol."""
+    importers = sorted(path.name for path in (PACKAGE / "emulator").glob("*.py")
+                       if "speakerd.protocol" in _speakerd_imports(path))
+    assert importers == []
