@@ -1,7 +1,23 @@
 """The configuration: the schema (one frozen dataclass per YAML section), the loader that checks
-every key and names each problem `section.key: message`, the cross-key rules, and the API key.
+every key and names each problem `section.key: message`, the cross-key rules, the API key and
+the providers' secrets.
 """
 
+from .agent import (
+    FLUX_LANGUAGES,
+    FLUX_MODELS,
+    SPEAK_PROVIDERS,
+    THINK_PROVIDERS,
+    is_flux,
+    turn_taking,
+)
+from .credentials import (
+    AwsCredentials,
+    ProviderSecret,
+    ProviderSecrets,
+    load_provider_secrets,
+    needs_aws,
+)
 from .loader import config_to_dict, load_config, parse_config
 from .schema import (
     ACTIONS,
@@ -9,7 +25,9 @@ from .schema import (
     DEFAULT_PATH,
     DEFAULT_PATTERNS,
     EX_CONFIG,
+    SPEAK_CREDENTIAL,
     STATES,
+    THINK_CREDENTIAL,
     ActionConfig,
     AgentConfig,
     AudioConfig,
@@ -39,6 +57,7 @@ __all__ = [
     "AudioConfig",
     "AudioInputConfig",
     "AudioOutputConfig",
+    "AwsCredentials",
     "ButtonConfig",
     "ChimeConfig",
     "ChimesConfig",
@@ -50,16 +69,28 @@ __all__ = [
     "DEFAULT_PATTERNS",
     "EndpointConfig",
     "EX_CONFIG",
+    "FLUX_LANGUAGES",
+    "FLUX_MODELS",
     "FunctionConfig",
+    "is_flux",
     "LedConfig",
     "ListenConfig",
     "load_api_key",
     "load_config",
+    "load_provider_secrets",
     "LogConfig",
+    "needs_aws",
     "parse_config",
     "Pattern",
+    "ProviderSecret",
+    "ProviderSecrets",
     "SessionConfig",
+    "SPEAK_CREDENTIAL",
+    "SPEAK_PROVIDERS",
     "SpeakConfig",
     "STATES",
+    "THINK_CREDENTIAL",
+    "THINK_PROVIDERS",
     "ThinkConfig",
+    "turn_taking",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from .agent import check_agent
 from .schema import Config
 
 Problem = Callable[[str, str], None]  # (path, message): report one problem
@@ -19,6 +20,7 @@ def cross_checks(cfg: Config, problem: Problem, has: Reported) -> None:
     _audio(cfg, problem)
     _pins(cfg, problem, has)
     _functions(cfg, problem)
+    _agent(cfg, problem)
 
 
 def _session(cfg: Config, problem: Problem) -> None:
@@ -87,3 +89,8 @@ def _functions(cfg: Config, problem: Problem) -> None:
             problem(f"{path}.action.argv", "must be a non-empty list (no shell is used)")
         if a.type == "volume" and a.min > a.max:
             problem(f"{path}.action.min", "must not exceed action.max")
+
+
+def _agent(cfg: Config, problem: Problem) -> None:
+    """The listen, think and speak providers: offered by the dialect, each with what it needs."""
+    check_agent(cfg, problem)
