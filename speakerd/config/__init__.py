@@ -15,6 +15,7 @@ from .credentials import (
     AwsCredentials,
     ProviderSecret,
     ProviderSecrets,
+    check_provider_secrets,
     load_provider_secrets,
     needs_aws,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "ButtonConfig",
     "ChimeConfig",
     "ChimesConfig",
+    "check_provider_secrets",
     "Config",
     "config_to_dict",
     "ConfigError",

@@ -75,21 +75,35 @@ def load_provider_secrets(cfg: AgentConfig, environ: Mapping[str, str] | None = 
         before = len(problems)
         secret = _read(sub.credentials_file, env.get("CREDENTIALS_DIRECTORY"), credential, path,
                        problems)
-        if secret is None:
-            secret = ProviderSecret()
-            if sub.provider in AWS_PROVIDERS and require and len(problems) == before:
-                problems.append(f"{path}: {sub.provider} needs AWS credentials (type iam or sts, "
-                                "region, access_key_id, secret_access_key): none in the systemd "
-                                f"credential {credential} nor in a file named here")
+        if secret is None and len(problems) > before:
+            continue  # unreadable or malformed: said so; what it lacks would be a second message
+        found[section] = secret or ProviderSecret()
+    secrets = ProviderSecrets(found.get("think", ProviderSecret()),
+                              found.get("speak", ProviderSecret()))
+    problems += [p for p in check_provider_secrets(cfg, secrets, require=require)
+                 if p.split(":")[0].split(".")[1] in found]
+    if problems:
+        raise ConfigError(problems)
+    return secrets
+
+
+def check_provider_secrets(cfg: AgentConfig, secrets: ProviderSecrets, *,
+                           require: bool = True) -> list[str]:
+    """What the providers' secrets lack or must not have, one `section.key: message` each."""
+    problems: list[str] = []
+    for section, credential in (("think", THINK_CREDENTIAL), ("speak", SPEAK_CREDENTIAL)):
+        sub, secret = getattr(cfg, section), getattr(secrets, section)
+        path = f"agent.{section}.credentials_file"
+        if secret.aws is None and sub.provider in AWS_PROVIDERS and require:
+            problems.append(f"{path}: {sub.provider} needs AWS credentials (type iam or sts, "
+                            "region, access_key_id, secret_access_key): none in the systemd "
+                            f"credential {credential} nor in a file named here")
         elif secret.aws is not None and sub.provider not in AWS_PROVIDERS:
             problems.append(f"{path}: only {' and '.join(AWS_PROVIDERS)} take AWS credentials")
         if secret.headers and not sub.endpoint_url:
             problems.append(f"{path}: its headers are for agent.{section}.endpoint_url, which "
                             "is empty")
-        found[section] = secret
-    if problems:
-        raise ConfigError(problems)
-    return ProviderSecrets(found["think"], found["speak"])
+    return problems
 
 
 def needs_aws(provider: str) -> bool:
