@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -14,7 +15,16 @@ from typing import Any
 
 from . import protocol
 from .agent import AgentLink
-from .config import EX_CONFIG, Config, ConfigError, load_api_key, load_config
+from .config import (
+    EX_CONFIG,
+    Config,
+    ConfigError,
+    ProviderSecrets,
+    config_to_dict,
+    load_api_key,
+    load_config,
+    load_provider_secrets,
+)
 from .events import (
     AgentConnected,
     AgentDisconnected,
@@ -23,6 +33,7 @@ from .events import (
     ButtonReleased,
     DeviceChanged,
     Event,
+    ListenChanged,
     State,
     UplinkStarted,
 )
@@ -57,7 +68,8 @@ class Parts:
     before the error propagates, so the caller may build again.
     """
 
-    def __init__(self, cfg: Config, api_key: str, notifier: Any, hooks: Hooks) -> None:
+    def __init__(self, cfg: Config, api_key: str, notifier: Any, hooks: Hooks,
+                 secrets: ProviderSecrets | None = None) -> None:
         from .audio import AlsaMixer, AudioFormat, open_sink, open_source
         from .button import PushButton
         from .convlog import ConversationLog
@@ -114,7 +126,8 @@ class Parts:
                 cfg, connect=self._connect, mic=self.mic, speaker=self.speaker, leds=self.leds,
                 router=self.router, runner=self.runner, convlog=self.convlog, status=notifier,
                 on_state=hooks.on_state, on_text=hooks.on_text,
-                watchdog_interval=notifier.watchdog_interval() if notifier is not None else None)
+                watchdog_interval=notifier.watchdog_interval() if notifier is not None else None,
+                secrets=secrets)
         except BaseException:
             self._undo()
             raise
@@ -171,6 +184,11 @@ class Parts:
             self._undo()
             raise
 
+    def retune_listen(self, cfg: Config) -> None:
+        """Only agent.listen changed: the live link takes an UpdateListen instead of a rebuild."""
+        self.cfg = cfg
+        self._post(ListenChanged(cfg))
+
     def _pressed(self, t: float) -> None:
         # gpiozero's thread. Every press silences the agent, whatever the state, so the speaker
         # is told here (interrupt() only sets a flag) rather than after the session thread wakes:
@@ -215,12 +233,14 @@ class Daemon:
     """The running service: one Parts at a time, signals, readiness and reload."""
 
     def __init__(self, config_path: str | None, cfg: Config, api_key: str, *,
-                 notifier: Any = None, hooks: Hooks | None = None) -> None:
+                 notifier: Any = None, hooks: Hooks | None = None,
+                 secrets: ProviderSecrets | None = None) -> None:
         from .notify import Notifier
 
         self.config_path = config_path
         self.cfg = cfg
         self._api_key = api_key
+        self._secrets = secrets or ProviderSecrets()
         self.notifier = notifier if notifier is not None else Notifier()
         self.hooks = hooks or Hooks()
         self.parts: Parts | None = None
@@ -308,6 +328,7 @@ class Daemon:
                 raise ConfigError(["(no config file to reload)"])
             cfg = load_config(path)
             key = load_api_key(cfg.agent)
+            secrets = load_provider_secrets(cfg.agent)
         except ConfigError as exc:
             for problem in exc.problems:
                 log.error("reload: %s", problem)
@@ -315,6 +336,14 @@ class Daemon:
             self.notifier.status(f"reload failed: {exc.problems[0]}"[:200])
             self.notifier.ready()
             return False
+        if self.parts is not None and key == self._api_key and secrets == self._secrets and \
+                _only_listen_retuned(self.cfg, cfg):
+            log.info("reloading the config from %s: only the listen settings changed; the "
+                     "connection is kept and updated", path)
+            self.parts.retune_listen(cfg)
+            self.cfg = cfg
+            self.notifier.ready()
+            return True
         log.info("reloading the config from %s", path)
         if self.parts is not None:
             parts, self.parts = self.parts, None
@@ -323,7 +352,7 @@ class Daemon:
                 # They still own their devices: a new generation would be a second owner.
                 raise PartsStuck(f"{', '.join(stuck)} did not stop")
         try:
-            self.parts = self._build(cfg, key)
+            self.parts = self._build(cfg, key, secrets)
         except Exception as exc:  # noqa: BLE001 - a busy pin or a device error: keep serving
             reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
             log.error("reload: cannot start with the new config (%s); back to the previous one",
@@ -332,13 +361,14 @@ class Daemon:
             self.notifier.status(f"reload failed: {reason}"[:200])
             self.notifier.ready()
             return False
-        self.cfg, self._api_key = cfg, key
+        self.cfg, self._api_key, self._secrets = cfg, key, secrets
         self.notifier.ready()
         return True
 
-    def _build(self, cfg: Config, key: str) -> Parts:
+    def _build(self, cfg: Config, key: str, secrets: ProviderSecrets | None = None) -> Parts:
         """Build and start one generation; on failure nothing of it stays claimed."""
-        parts = Parts(cfg, key, self.notifier, self.hooks)
+        parts = Parts(cfg, key, self.notifier, self.hooks,
+                      self._secrets if secrets is None else secrets)
         parts.start()
         return parts
 
@@ -358,6 +388,17 @@ class Daemon:
         log.info("stopped in %.2f s", time.monotonic() - started)
 
 
+def _only_listen_retuned(old: Config, new: Config) -> bool:
+    """Whether new differs from old in agent.listen alone, by a change an UpdateListen carries
+    (Flux re-tuned, same model). Anything else rebuilds the parts, and with them the link: the
+    next press reconnects with the new settings."""
+    same_rest = dataclasses.replace(new, agent=dataclasses.replace(new.agent,
+                                                                  listen=old.agent.listen))
+    return (old.agent.listen != new.agent.listen
+            and config_to_dict(same_rest) == config_to_dict(old)
+            and protocol.encode_update_listen(old, new) is not None)
+
+
 def configure_logging(level: str) -> None:
     """Thread name in every line; no timestamps under journald (it adds its own)."""
     fmt = "%(threadName)s %(levelname)s %(name)s: %(message)s"
@@ -373,10 +414,11 @@ def run_daemon(config_path: str) -> int:
         cfg = load_config(config_path)
         configure_logging(cfg.log.level)
         key = load_api_key(cfg.agent)
+        secrets = load_provider_secrets(cfg.agent)
     except ConfigError as exc:
         for problem in exc.problems:
             log.error("%s", problem)
         return EX_CONFIG
-    daemon = Daemon(config_path, cfg, key)
+    daemon = Daemon(config_path, cfg, key, secrets=secrets)
     daemon.install_signals()
     return daemon.run()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from . import protocol
-from .config import Config
+from .config import Config, ProviderSecrets
 from .connection import Connection, Link, Log, Runner
 from .events import (
     AgentConnected,
@@ -22,6 +22,7 @@ from .events import (
     DeviceChanged,
     Event,
     FunctionFinished,
+    ListenChanged,
     PlaybackDrained,
     PlaybackInterrupted,
     PlaybackStarted,
@@ -90,6 +91,7 @@ class Session:
     clock: Callable[[], float] = time.monotonic
     rng: Callable[[], float] = random.random
     watchdog_interval: float | None = None
+    secrets: ProviderSecrets | None = None  # the providers' secrets the settings carry
 
     state: State = State.IDLE
     last_error: str = ""
@@ -100,7 +102,7 @@ class Session:
         self._worker = Worker("session", self._run)
         self._link = Connection(self.cfg, self.connect, self.router,
                                 Reconnect(self.cfg.session, self.clock, self.rng), self.clock,
-                                runner=self.runner, convlog=self.convlog)
+                                runner=self.runner, convlog=self.convlog, secrets=self.secrets)
         self._reconnect = self._link.reconnect
         self._turns = TurnLog(self.clock)
         self._held = False              # hold mode: the button is down
@@ -200,6 +202,9 @@ class Session:
             case FunctionFinished():
                 if self._link.answer(event) and event.end_conversation:
                     self._hangup_after_reply = True
+            case ListenChanged(cfg=cfg):
+                self.cfg = cfg
+                self._link.listen_changed(cfg)
             case _:
                 log.warning("ignored an unknown event %s", type(event).__name__)
 
@@ -246,12 +251,17 @@ class Session:
         self._last_activity = self.clock()
         if self._turns.current is not None:
             self._turns.current.speech_end = t
+        handed_over = False
         if self.state is State.CONNECTING:
             # The words are in the connect buffer; the turn is handed over once the link is ready.
             self._handing_over = True
         elif self.state is State.LISTENING:
             self._set_state(State.THINKING)
+            handed_over = True
         self._apply_audio()
+        if handed_over:
+            # After the gate shut: every frame of the turn is in the link's outbox before it.
+            self._link.end_turn()
 
     # --- the connection ------------------------------------------------------------------
 
@@ -268,15 +278,20 @@ class Session:
         outage = self._link.applied()
         if outage is not None:
             log.info("reconnected after %.1f s", outage)
+        handed_over = False
         if self.state in (State.CONNECTING, State.OFFLINE):
             if self._held or (self._conversation and not self._handing_over):
                 self._set_state(State.LISTENING)
             elif self._handing_over:
                 self._handing_over = False
                 self._set_state(State.THINKING)
+                handed_over = True
             else:
                 self._set_state(State.IDLE)
         self._apply_audio()
+        if handed_over:
+            # Streaming now flushed the connect buffer into the outbox: the turn's audio first.
+            self._link.end_turn()
 
     def _on_link_down(self, event: AgentDisconnected) -> None:
         was_ready = self.connected
@@ -344,6 +359,11 @@ class Session:
             case protocol.AgentError(code=code, description=description):
                 log.error("agent error %s: %s", code or "(no code)", description)
                 self._fail(f"agent error {code}: {description}".strip())
+            case protocol.AgentWarning(code=protocol.FORCE_END_TURN_UNSUPPORTED):
+                if self._link.force_end_turn_refused():  # once per link, not once per turn
+                    log.warning("the agent does not take ForceEndTurn on this connection (its "
+                                "listen provider is not Flux): its own end-of-speech detection "
+                                "ends each turn")
             case protocol.AgentWarning(code=code, description=description):
                 log.warning("agent warning %s: %s", code or "(no code)", description)
             case protocol.UnknownEvent(type=kind):
