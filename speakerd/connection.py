@@ -86,7 +86,7 @@ class Connection:
         link = self._connect(settings)
         self.link, self.ready, self._up_at = link, False, None
         self._listen_cfg, self._update_listen, self._refusal_logged = cfg, None, False
-        self._force_end_turn = dialect is protocol.Dialect.V1 and is_flux(cfg.agent.listen)
+        self._force_end_turn = dialect is protocol.Dialect.V1 and is_flux(cfg)
         self.deadline = self._clock() + cfg.agent.connect_timeout + cfg.session.reply_timeout
         # The router must know the link before its threads run: a fast server's first frames
         # (a greeting, a reply's first audio) would otherwise fail the "is this my link" check.

@@ -9,6 +9,7 @@ from .agent import (
     SPEAK_PROVIDERS,
     THINK_PROVIDERS,
     is_flux,
+    resolved_listen,
     turn_taking,
 )
 from .credentials import (
@@ -86,6 +87,7 @@ __all__ = [
     "Pattern",
     "ProviderSecret",
     "ProviderSecrets",
+    "resolved_listen",
     "SessionConfig",
     "SPEAK_CREDENTIAL",
     "SPEAK_PROVIDERS",

@@ -3,6 +3,7 @@ Flux turn-taking the button mode implies. Every message says what the API needs.
 
 from __future__ import annotations
 
+import dataclasses
 import types
 from collections.abc import Callable, Mapping
 from urllib.parse import parse_qs, urlsplit
@@ -48,9 +49,39 @@ _EXAMPLE_ENDPOINTS = {
 _EXAMPLE_MODELS = {"eleven_labs": "eleven_turbo_v2_5", "cartesia": "sonic-2", "open_ai": "tts-1"}
 
 
-def is_flux(listen: ListenConfig) -> bool:
-    """Whether the listen provider is Flux, the one that honours ForceEndTurn."""
-    return listen.version == "v2"
+def resolved_listen(cfg: Config) -> ListenConfig:
+    """The listen settings as sent: version auto and an empty model chosen for the language.
+
+    Flux where it hears the language (flux-general-en for English, flux-general-multi with the
+    language as its hint for the nine others), so a release can end the turn at once; Nova
+    (nova-3) for any other language, and always on early access, which has no Flux.
+    """
+    listen = cfg.agent.listen
+    base = _base(cfg.agent.language)
+    version = listen.version
+    if version == "auto":
+        if cfg.agent.dialect == EA:
+            version = "v1"
+        elif listen.model:
+            version = "v2" if listen.model.startswith("flux-") else "v1"
+        else:
+            version = "v2" if base in FLUX_LANGUAGES + ("", "multi") else "v1"
+    model, hints = listen.model, listen.language_hints
+    if not model:
+        if version == "v1":
+            model = "nova-3"
+        elif base in ("", "en"):
+            model = "flux-general-en"
+        else:
+            model = "flux-general-multi"
+            if not hints and base in FLUX_LANGUAGES:
+                hints = (cfg.agent.language,)
+    return dataclasses.replace(listen, version=version, model=model, language_hints=hints)
+
+
+def is_flux(cfg: Config) -> bool:
+    """Whether the listen provider sent is Flux, the one that honours ForceEndTurn."""
+    return resolved_listen(cfg).version == "v2"
 
 
 def turn_taking(cfg: Config) -> tuple[float | None, int | None]:
@@ -60,7 +91,7 @@ def turn_taking(cfg: Config) -> tuple[float | None, int | None]:
     (1.0) unless set, and with it the silence timeout is at its maximum unless set.
     """
     listen = cfg.agent.listen
-    if not is_flux(listen):
+    if not is_flux(cfg):
         return None, None
     button_owns_turn = cfg.button.mode == "hold" and cfg.audio.duplex == "half"
     eot = listen.eot_threshold
@@ -94,39 +125,39 @@ def check_agent(cfg: Config, problem: Problem) -> None:
 # --- listen --------------------------------------------------------------------------------
 
 def _listen(cfg: Config, dialect: str, problem: Problem) -> None:
-    listen = cfg.agent.listen
+    listen, sent = cfg.agent.listen, resolved_listen(cfg)
     p = "agent.listen"
     flux_keys = {"language_hints": bool(listen.language_hints),
                  "eot_threshold": listen.eot_threshold is not None,
                  "eager_eot_threshold": listen.eager_eot_threshold is not None,
                  "eot_timeout_ms": listen.eot_timeout_ms is not None}
-    if not listen.model.strip():
-        problem(f"{p}.model", "is required")
-    if not is_flux(listen):
-        if listen.model.startswith("flux-"):
-            problem(f"{p}.model", f"{listen.model} is a Flux model: set {p}.version: v2")
+    if sent.version == "v1":
+        if sent.model.startswith("flux-"):
+            problem(f"{p}.model", "early_access has no Flux models" if dialect == EA else
+                    f"{sent.model} is a Flux model: set {p}.version: v2 (or auto)")
         for key, present in flux_keys.items():
             if present:
-                problem(f"{p}.{key}", "only Flux (version v2) takes it")
+                problem(f"{p}.{key}", "only Flux (version v2) takes it" + (
+                    f"; Flux does not hear {cfg.agent.language[:16]}" if listen.version == "auto"
+                    and not listen.model else ""))
         return
     if dialect == EA:
-        problem(f"{p}.version", "early_access has no Flux (v2) listen; set version: v1 and a "
-                                "Nova model, e.g. nova-3")
+        problem(f"{p}.version", "early_access has no Flux (v2) listen; set version: auto (Nova) "
+                                "or v1")
         return
-    if listen.model not in FLUX_MODELS:
+    if sent.model not in FLUX_MODELS:
         problem(f"{p}.model", f"Flux (version v2) takes {' or '.join(FLUX_MODELS)}, "
-                              f"got {listen.model[:40]!r}")
+                              f"got {sent.model[:40]!r}")
     if listen.smart_format:
         problem(f"{p}.smart_format", "Flux (version v2) has no smart_format; set it false or "
                                      "use version v1")
-    multi = listen.model == "flux-general-multi"
-    if listen.language_hints and not multi:
+    if listen.language_hints and sent.model != "flux-general-multi":
         problem(f"{p}.language_hints", "only flux-general-multi takes language hints")
     for i, hint in enumerate(listen.language_hints):
         if _base(hint) not in FLUX_LANGUAGES:
             problem(f"{p}.language_hints[{i}]", f"Flux hears {', '.join(FLUX_LANGUAGES)}; "
                                                 f"got {hint[:16]!r}")
-    _flux_language(cfg.agent.language, listen.model, problem)
+    _flux_language(cfg.agent.language, sent.model, problem)
     eot, _ = turn_taking(cfg)
     eager = listen.eager_eot_threshold
     if eager is not None and eager > (0.7 if eot is None else eot):
@@ -147,12 +178,12 @@ def _flux_language(language: str, model: str, problem: Problem) -> None:
     if not base:
         return
     if model == "flux-general-en" and base != "en":
-        problem("agent.language", f"flux-general-en hears English only; for {language[:16]} set "
-                                  "agent.listen.model: flux-general-multi (language_hints: "
-                                  f"[{base}]), or agent.listen.version: v1 with model nova-3")
+        problem("agent.language", f"flux-general-en hears English only; for {language[:16]} "
+                                  "leave agent.listen.model empty (flux-general-multi where "
+                                  "Flux hears it, else Nova) or set it to flux-general-multi")
     elif model == "flux-general-multi" and base not in FLUX_LANGUAGES + ("multi",):
         problem("agent.language", f"Flux hears {', '.join(FLUX_LANGUAGES)}; for {language[:16]} "
-                                  "set agent.listen.version: v1 and model: nova-3")
+                                  "set agent.listen.version: auto or v1 (Nova)")
 
 
 # --- think ---------------------------------------------------------------------------------

@@ -41,9 +41,10 @@ def _opt(default: Any, *, choices: tuple[str, ...] | None = None, min: float | N
 
 @dataclass(frozen=True)
 class ListenConfig:
-    """Speech-to-text settings sent to the agent: Nova (version v1) or Flux (version v2)."""
-    version: str = _opt("v2", choices=("v1", "v2"))
-    model: str = "flux-general-en"
+    """Speech-to-text settings sent to the agent: Nova (version v1) or Flux (version v2); auto
+    and an empty model are resolved from the dialect and agent.language (config.agent)."""
+    version: str = _opt("auto", choices=("auto", "v1", "v2"))
+    model: str = ""
     keyterms: tuple[str, ...] = ()
     smart_format: bool = False  # Nova only
     # Flux only. None: the default of the button mode (see config.agent.turn_taking).

@@ -76,7 +76,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="take Flux settings but end turns by end-of-speech and answer "
                         "ForceEndTurn with FORCE_END_TURN_UNSUPPORTED")
     p.add_argument("--lenient-keys", action="store_true",
-                   help="accept settings keys the real server rejects as mis-placed")
+                   help="accept unknown fields in client messages (the real server refuses "
+                        "them)")
     p.add_argument("--call", action="append", default=[], metavar="NAME=JSON",
                    help="call this client function at the next user turn, e.g. "
                         "'set_volume={\"level\": 3}' (repeatable, in order)")

@@ -38,7 +38,7 @@ def encode_update_listen(old: Config, new: Config) -> str | None:
     """
     if not (old.agent.dialect == new.agent.dialect == Dialect.V1.value):
         return None
-    if not (is_flux(old.agent.listen) and is_flux(new.agent.listen)):
+    if not (is_flux(old) and is_flux(new)):
         return None
     before, after = listen_provider_v1(old), listen_provider_v1(new)
     if before["model"] != after["model"] or set(before) - set(after) - _CLEARED_WHEN_OMITTED:

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import Config, ProviderSecret, SpeakConfig, ThinkConfig, is_flux, turn_taking
+from ..config import Config, ProviderSecret, SpeakConfig, ThinkConfig, resolved_listen, turn_taking
 from .frames import key_values
 
 
 def listen_provider_v1(cfg: Config) -> dict[str, Any]:
-    """V1 agent.listen.provider: Nova (version v1, the default) or Flux (version v2)."""
-    listen = cfg.agent.listen
+    """V1 agent.listen.provider: Nova (version v1, the API's default) or Flux (version v2)."""
+    listen = resolved_listen(cfg)
     provider: dict[str, Any] = {"type": "deepgram"}
-    if not is_flux(listen):
+    if listen.version == "v1":
         provider["model"] = listen.model
         if cfg.agent.language:
             # Nova's language lives here; agent.language is deprecated for it.

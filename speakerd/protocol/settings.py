@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import Config, FunctionConfig, ProviderSecrets
+from ..config import Config, FunctionConfig, ProviderSecrets, resolved_listen
 from .dialect import Dialect
 from .frames import dumps, key_values, merge, plain
 from .providers import listen_provider_v1, speak_ea, speak_v1, think_ea, think_v1
@@ -88,7 +88,7 @@ def _settings_ea(cfg: Config, context: Sequence[ContextItem],
                  secrets: ProviderSecrets) -> dict[str, Any]:
     # EA has no language, temperature, tags, mip_opt_out, experimental or history flag.
     a = cfg.agent
-    listen: dict[str, Any] = {"model": a.listen.model}
+    listen: dict[str, Any] = {"model": resolved_listen(cfg).model}
     if a.listen.keyterms:
         listen["keyterms"] = list(a.listen.keyterms)
     think = think_ea(a.think, secrets.think)

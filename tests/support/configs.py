@@ -58,7 +58,9 @@ SLIPS: list[tuple[str, str, Any]] = [
 
 @st.composite
 def listen_configs(draw: st.DrawFn, dialect: str = "v1") -> dict[str, Any]:
-    """A listen section for the dialect: Flux mostly, Nova otherwise (always on early access)."""
+    """A listen section for the dialect: automatic, Flux or Nova (Nova only on early access)."""
+    if draw(st.integers(0, 3)) == 0:
+        return {"keyterms": draw(st.lists(names, max_size=2))}  # version auto, model chosen
     if dialect == "early_access" or draw(st.integers(0, 3)) == 0:
         return {"version": "v1", "model": draw(st.sampled_from(["nova-3", "nova-2"])),
                 "keyterms": draw(st.lists(names, max_size=2)), "smart_format": draw(st.booleans())}
@@ -134,10 +136,11 @@ def agent_setups(draw: st.DrawFn, dialect: str | None = None, think: str | None 
     think = think or draw(st.sampled_from(THINK_PROVIDERS[dialect]))
     speak = speak or draw(st.sampled_from(SPEAK_PROVIDERS[dialect]))
     listen = draw(listen_configs(dialect))
+    model = listen.get("model", "")
     language = draw(st.sampled_from(
-        ["", "en", "en-US"] if listen["model"] == "flux-general-en" else
-        ["", "multi", "de", "es", "pt-BR", "ja"] if listen["model"] == "flux-general-multi" else
-        ["", "en", "de", "pl", "multi"]))
+        ["", "en", "en-US"] if model == "flux-general-en" else
+        ["", "multi", "de", "es", "pt-BR", "ja"] if model == "flux-general-multi" else
+        ["", "en", "de", "pl", "sv", "multi", "pt-BR"]))
     output = draw(st.sampled_from([("linear16", r) for r in (8000, 16000, 24000, 32000, 48000)]
                                   + [("mulaw", 8000), ("mulaw", 16000)]))
     functions = []

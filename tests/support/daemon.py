@@ -52,8 +52,6 @@ def rig_config(emulator: Emulator, pulse: PulseServer, state_dir: Path, dialect:
         "leds": [{"kind": "pwm", "pins": [LED]}],
         "log": {"state_dir": str(state_dir)},
     }
-    if dialect == "early_access":
-        raw["agent"]["listen"] = {"version": "v1", "model": "nova-3"}  # it has no Flux
     return parse_config(merge(raw, overrides))
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from speakerd import protocol
 from speakerd.__main__ import main
 from speakerd.config import (
     SPEAK_CREDENTIAL,
@@ -19,7 +20,7 @@ from speakerd.config import (
 )
 
 NOVA = {"version": "v1", "model": "nova-3"}
-EA = {"dialect": "early_access", "listen": NOVA}
+EA = {"dialect": "early_access"}
 SECRET = "sk-FAKEsecret-0d2f7a9c"
 
 
@@ -106,25 +107,30 @@ NEEDS: list[tuple[str, dict[str, Any], str]] = [
      "e.g. sonic-2"),
     ("ea voice id", {**EA, "speak": {"provider": "eleven_labs", "model": "eleven_turbo_v2_5"}},
      "agent.speak.voice_id: eleven_labs needs the voice's id"),
-    ("flux on ea", {"dialect": "early_access"},
-     "agent.listen.version: early_access has no Flux (v2) listen; set version: v1 and a Nova "
-     "model, e.g. nova-3"),
+    ("flux on ea", {"dialect": "early_access", "listen": {"version": "v2"}},
+     "agent.listen.version: early_access has no Flux (v2) listen; set version: auto (Nova) or "
+     "v1"),
+    ("flux model on ea", {"dialect": "early_access", "listen": {"model": "flux-general-en"}},
+     "agent.listen.model: early_access has no Flux models"),
     ("flux model on nova", {"listen": {"version": "v1", "model": "flux-general-en"}},
-     "agent.listen.model: flux-general-en is a Flux model: set agent.listen.version: v2"),
-    ("nova model on flux", {"listen": {"model": "nova-3"}},
+     "agent.listen.model: flux-general-en is a Flux model: set agent.listen.version: v2 (or "
+     "auto)"),
+    ("nova model on flux", {"listen": {"version": "v2", "model": "nova-3"}},
      "agent.listen.model: Flux (version v2) takes flux-general-en or flux-general-multi, "
      "got 'nova-3'"),
-    ("smart_format on flux", {"listen": {"smart_format": True}},
+    ("smart_format on flux", {"listen": {"version": "v2", "smart_format": True}},
      "agent.listen.smart_format: Flux (version v2) has no smart_format; set it false or use "
      "version v1"),
     ("flux tunables on nova", {"listen": {**NOVA, "eot_threshold": 0.8}},
      "agent.listen.eot_threshold: only Flux (version v2) takes it"),
-    ("german on flux-general-en", {"language": "de"},
-     "agent.language: flux-general-en hears English only; for de set agent.listen.model: "
-     "flux-general-multi (language_hints: [de]), or agent.listen.version: v1 with model nova-3"),
+    ("german on flux-general-en", {"language": "de", "listen": {"model": "flux-general-en"}},
+     "agent.language: flux-general-en hears English only; for de leave agent.listen.model empty "
+     "(flux-general-multi where Flux hears it, else Nova) or set it to flux-general-multi"),
     ("polish on flux", {"language": "pl", "listen": {"model": "flux-general-multi"}},
      "agent.language: Flux hears en, es, fr, de, hi, ru, pt, ja, it, nl; for pl set "
-     "agent.listen.version: v1 and model: nova-3"),
+     "agent.listen.version: auto or v1 (Nova)"),
+    ("flux tunables for polish", {"language": "pl", "listen": {"eot_threshold": 0.8}},
+     "agent.listen.eot_threshold: only Flux (version v2) takes it; Flux does not hear pl"),
     ("hints on flux-general-en", {"listen": {"language_hints": ["en"]}},
      "agent.listen.language_hints: only flux-general-multi takes language hints"),
     ("eager above eot", {"listen": {"eot_threshold": 0.6, "eager_eot_threshold": 0.8}},
@@ -147,6 +153,29 @@ def test_eot_threshold_one_needs_the_button_to_end_turns() -> None:
     assert _problems({"agent": {"listen": {"eot_threshold": 1.0}}, "button": {"mode": "toggle"}})
     assert _problems({"agent": {"listen": {"eot_threshold": 1.0}}, "audio": {"duplex": "full"}})
     parse_config({"agent": {"listen": {"eot_threshold": 1.0}}})
+
+
+@pytest.mark.parametrize("raw,provider", [
+    ({}, {"type": "deepgram", "version": "v2", "model": "flux-general-en", "eot_threshold": 1.0,
+          "eot_timeout_ms": 60000}),
+    ({"agent": {"language": "ja"}, "button": {"mode": "toggle"}},
+     {"type": "deepgram", "version": "v2", "model": "flux-general-multi",
+      "language_hints": ["ja"]}),
+    ({"agent": {"language": "sv"}}, {"type": "deepgram", "model": "nova-3", "language": "sv"}),
+    ({"agent": {"language": "multi", "listen": {"keyterms": ["Pi"]}}, "audio": {"duplex": "full"}},
+     {"type": "deepgram", "version": "v2", "model": "flux-general-multi", "keyterms": ["Pi"]}),
+    ({"agent": {"listen": {"model": "nova-2"}}},
+     {"type": "deepgram", "model": "nova-2", "language": "en"}),
+], ids=["english", "japanese-toggle", "swedish", "multi-full-duplex", "named-nova"])
+def test_the_automatic_listen_settings_follow_the_language(raw: dict[str, Any],
+                                                           provider: dict[str, Any]) -> None:
+    """Flux for English and the nine other Flux languages (with the language as the hint),
+    Nova for the rest; a named model decides the version."""
+    sent = protocol.build_settings(parse_config(raw), "v1")["agent"]["listen"]["provider"]
+    assert sent == provider
+    ea = protocol.build_settings(parse_config({"agent": {"dialect": "early_access",
+                                                         "language": "de"}}), "early_access")
+    assert ea["agent"]["listen"] == {"model": "nova-3"}
 
 
 @pytest.mark.parametrize("agent", [

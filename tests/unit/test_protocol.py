@@ -251,12 +251,7 @@ def test_events_are_immutable() -> None:
 
 # --- encoding edge cases -------------------------------------------------------------------
 
-NOVA = {"version": "v1", "model": "nova-3"}
-
-
 def _cfg(**agent: Any) -> Config:
-    if agent.get("dialect") == "early_access":
-        agent.setdefault("listen", NOVA)  # early access has no Flux
     return parse_config({"agent": agent})
 
 
