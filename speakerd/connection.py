@@ -13,6 +13,7 @@ from .config import Config
 from .events import FunctionFinished
 from .reconnect import Reconnect
 from .router import Router
+from .textsafe import shown
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ class Link(Protocol):
 class Runner(Protocol):
     """The local functions (FunctionRunner): runs a call off this thread, stops a withdrawn one."""
     def run(self, call_id: str, name: str, arguments: Mapping[str, Any],
-            arguments_error: str = "") -> None: ...
+            arguments_error: str = "", request: object = None) -> None: ...
     def cancel(self, call_id: str) -> None: ...
 
 
@@ -62,6 +63,7 @@ class Connection:
         self._context: list[protocol.ContextItem] = []
         self._conversation_id: str | None = None
         self._owed: dict[str, str] = {}  # client-side calls of this link still owed an answer
+        self._requests = 0  # FunctionCallRequests seen: the runner bounds calls per request
 
     # --- the link ----------------------------------------------------------------------
 
@@ -141,6 +143,7 @@ class Connection:
 
     def calls_requested(self, calls: tuple[protocol.FunctionCall, ...]) -> None:
         """Run each new client-side call once; a call asked twice is answered once."""
+        self._requests += 1
         for call in calls:
             if self._convlog is not None:
                 self._convlog.append("function_call", id=call.id, name=call.name,
@@ -148,20 +151,21 @@ class Connection:
             if not call.client_side:
                 continue  # the server runs it; nothing to do here
             if call.id in self._owed:
-                log.warning("function call %s asked for twice; answering once", call.id[:64])
+                log.warning("function call %s asked for twice; answering once", shown(call.id))
                 continue
             self._owed[call.id] = call.name
             if self._runner is None:
                 self.answer(FunctionFinished(call.id, call.name, '{"error": "no local functions"}',
                                              False))
             else:
-                self._runner.run(call.id, call.name, call.arguments, call.arguments_error)
+                self._runner.run(call.id, call.name, call.arguments, call.arguments_error,
+                                 request=self._requests)
 
     def calls_cancelled(self, ids: tuple[str, ...]) -> None:
         """The agent withdrew calls: they get no answer, and their work is stopped."""
         for call_id in ids:
             if self._owed.pop(call_id, None) is not None:
-                log.info("function call %s withdrawn by the agent", call_id[:64])
+                log.info("function call %s withdrawn by the agent", shown(call_id))
                 if self._runner is not None:
                     self._runner.cancel(call_id)
 
@@ -169,7 +173,8 @@ class Connection:
         """Send a finished call's answer if the current link still expects it."""
         if self._owed.pop(res.call_id, None) is None or self.link is None:
             # Withdrawn, or asked on a link that is gone: nobody expects this answer.
-            log.info("function %s finished after its call was withdrawn; result dropped", res.name)
+            log.info("function %s finished after its call was withdrawn; result dropped",
+                     shown(res.name))
             return False
         if self._convlog is not None:
             self._convlog.append("function_result", id=res.call_id, name=res.name, ok=res.ok,

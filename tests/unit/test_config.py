@@ -166,7 +166,7 @@ def test_each_example_uncommented_alone_is_a_valid_config(block: int) -> None:
 def test_all_examples_uncommented_together_are_a_valid_config() -> None:
     """The examples do not clash with each other (pins, function names) or with the defaults."""
     cfg = parse_config(yaml.safe_load(_uncommented(_example_blocks())))
-    assert len(cfg.functions) == 6
+    assert len(cfg.functions) == 7
 
 
 # --- error paths: one `section.key: message` per problem ---------------------------------

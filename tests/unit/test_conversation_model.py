@@ -109,7 +109,8 @@ class Runner:
         self.running: dict[str, str] = {}
         self.cancelled: list[str] = []
 
-    def run(self, call_id: str, name: str, arguments: Any, arguments_error: str = "") -> None:
+    def run(self, call_id: str, name: str, arguments: Any, arguments_error: str = "",
+            request: object = None) -> None:
         self.running[call_id] = name
 
     def cancel(self, call_id: str) -> None:

@@ -65,7 +65,7 @@ class Recorder:
         self.playing = False
 
     def __getattr__(self, attr: str) -> Any:
-        def call(*args: Any) -> Any:
+        def call(*args: Any, **keywords: Any) -> Any:  # keywords (a call's request) not recorded
             self._log.append((self._name, attr, *map(str, args)))
             return 1
         return call
