@@ -17,8 +17,12 @@ from .textsafe import shown
 
 log = logging.getLogger(__name__)
 
-# The conversation carried across a reconnect is bounded so the settings message stays small.
+# The conversation carried across a reconnect is bounded so the settings message stays small:
+# in lines, in characters a line (a longer one is cut), and in characters in all (the oldest
+# lines go first).
 MAX_CONTEXT = 50
+MAX_CONTEXT_ITEM = 2000
+MAX_CONTEXT_TOTAL = 16000
 
 
 class Link(Protocol):
@@ -26,6 +30,7 @@ class Link(Protocol):
     def start(self) -> object: ...
     def send_audio(self, pcm: bytes) -> None: ...
     def send_text(self, text: str) -> None: ...
+    def fail(self, reason: str) -> None: ...
     def close(self) -> None: ...
 
 
@@ -67,16 +72,25 @@ class Connection:
 
     # --- the link ----------------------------------------------------------------------
 
-    def open(self) -> None:
-        """Connect with the settings and the conversation so far (session thread)."""
+    def open(self) -> str:
+        """Connect with the settings and the conversation so far (session thread).
+
+        Returns "" once a link is on its way, or why none could be opened (settings that cannot
+        be encoded: the session shows an error instead of its thread dying).
+        """
         if self._conversation_id is None and self._convlog is not None:
             self._conversation_id = self._convlog.new_conversation()
         cfg = self._cfg
         if self._context and cfg.agent.greeting:
             # Carrying on after a drop: the agent must not greet the user again mid-conversation.
             cfg = dataclasses.replace(cfg, agent=dataclasses.replace(cfg.agent, greeting=""))
-        settings = protocol.encode_settings(cfg, protocol.Dialect(cfg.agent.dialect),
-                                            tuple(self._context))
+        try:
+            settings = protocol.encode_settings(cfg, protocol.Dialect(cfg.agent.dialect),
+                                                tuple(self._context))
+        except (ValueError, TypeError, RecursionError) as exc:
+            reason = f"cannot send the settings: {str(exc).splitlines()[0][:160]}"
+            log.error("%s", reason)
+            return reason
         link = self._connect(settings)
         self.link, self.ready, self._up_at = link, False, None
         self.deadline = self._clock() + cfg.agent.connect_timeout + cfg.session.reply_timeout
@@ -84,6 +98,7 @@ class Connection:
         # (a greeting, a reply's first audio) would otherwise fail the "is this my link" check.
         self._router.reset(link)
         link.start()
+        return ""
 
     def is_current(self, link: object) -> bool:
         return self.link is not None and link is self.link
@@ -130,10 +145,17 @@ class Connection:
 
     def remember(self, role: str, content: str) -> None:
         """One transcript line: kept for the next link's settings and written to the log."""
-        self._context.append(protocol.ContextItem(role, content))
+        self._context.append(protocol.ContextItem(role, content[:MAX_CONTEXT_ITEM]))
         del self._context[:-MAX_CONTEXT]
+        total = sum(len(c.content) for c in self._context)
+        while total > MAX_CONTEXT_TOTAL:
+            total -= len(self._context.pop(0).content)
         if self._convlog is not None:
             self._convlog.append("text", role=role, content=content)
+
+    def context_size(self) -> tuple[int, int]:
+        """Lines and characters carried to the next link now (figures)."""
+        return len(self._context), sum(len(c.content) for c in self._context)
 
     def forget_conversation(self) -> None:
         self._context.clear()
