@@ -138,7 +138,7 @@ SCHEMAS = st.recursive(
     max_leaves=8)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(schema=SCHEMAS | JSON, args=JSON)
 def test_validate_arguments_never_raises(schema: Any, args: Any) -> None:
     """For any schema (or junk) and any JSON value it returns a list of `path: message` strings."""
