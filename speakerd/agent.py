@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -72,6 +73,7 @@ class AgentLink:
         self._audio: collections.deque[bytes] = collections.deque()
         self._control: collections.deque[str] = collections.deque()
         self._failure = ""  # set by fail(): the reason the link is dropped
+        self._sending = False  # the tx thread is inside a send (a plain flag: read by close())
         self._closing = threading.Event()
         self._ws: websocket.WebSocket | None = None
         self._down_sent = threading.Lock()
@@ -131,6 +133,11 @@ class AgentLink:
         self._closing.set()
         with self._cond:
             self._cond.notify()
+        ws = self._ws
+        if ws is not None and self._sending:
+            # A send in progress at close time is one the peer does not take (a healthy peer
+            # takes a frame in microseconds): cut it short rather than wait out the timeout.
+            _abort(ws)
 
     def alive(self) -> bool:
         """Whether either thread is still running."""
@@ -139,6 +146,11 @@ class AgentLink:
     def join(self, timeout: float = 2.0) -> bool:
         """Wait for both threads; False if one would not die."""
         deadline = time.monotonic() + timeout
+        if self._tx.is_alive() and self._tx is not threading.current_thread():
+            self._tx.join(min(timeout, CLOSE_SEND_TIMEOUT))
+            ws = self._ws
+            if self._tx.is_alive() and self._closing.is_set() and ws is not None:
+                _abort(ws)  # closing, but stuck on the peer: drop the TCP connection now
         for t in (self._tx, self._rx):
             if t is not None and t.is_alive() and t is not threading.current_thread():
                 t.join(max(0.0, deadline - time.monotonic()))
@@ -229,6 +241,7 @@ class AgentLink:
             item = self._next(wait)
             if self._closing.is_set():
                 break
+            self._sending = True
             try:
                 now = time.monotonic()
                 if isinstance(item, bytes):
@@ -246,8 +259,11 @@ class AgentLink:
                     ws.ping()
                     last_ping = now
             except Exception as exc:  # noqa: BLE001 - a failed write means the link is gone
-                reason, requested = f"connection lost: {_describe(exc)}", False
+                if not self._closing.is_set():  # a close cuts a blocked send short on purpose
+                    reason, requested = f"connection lost: {_describe(exc)}", False
                 break
+            finally:
+                self._sending = False
         if self._failure:
             reason, requested = self._failure, False
         if requested or self._failure:
@@ -258,8 +274,8 @@ class AgentLink:
                               else websocket.STATUS_NORMAL)
             except Exception:  # noqa: BLE001 - closing a dead socket may fail; it is closed either way
                 pass
-        # abort() wakes the rx thread out of recv(); it then reports (or not) and exits.
-        ws.abort()
+        # Shutting the socket wakes the rx thread out of recv(); it then reports (or not) and exits.
+        _abort(ws)
         if self._rx is not None:
             self._rx.join(2.0)
         ws.shutdown()
@@ -326,6 +342,20 @@ def _handshake_reason(status: int) -> str:
 def _describe(exc: BaseException) -> str:
     # The text may come from the peer (a status line, a close reason): escaped and cut.
     return shown(str(exc) or type(exc).__name__, 200)
+
+
+def _abort(ws: websocket.WebSocket) -> None:
+    """Shut the socket both ways, waking a blocked recv() or send() in another thread.
+
+    Not ws.abort(): it does nothing once send_close() has marked the socket closed, which left
+    the rx thread in recv() until its timeout after every close.
+    """
+    sock = ws.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def _payload(frame: websocket.ABNF) -> bytes:
