@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -18,7 +17,7 @@ def _check_config(args: argparse.Namespace) -> int:
             if cfg.agent.api_key_file and os.access(cfg.agent.api_key_file, os.R_OK):
                 # Checked here too (a second line would inject a header), if we may read it:
                 # the service reads it as root's copy, which a user's check cannot.
-                load_api_key(dataclasses.replace(cfg.agent), environ={})
+                load_api_key(cfg.agent, environ={})
         except (ValueError, RecursionError, OSError) as exc:  # a reader bug is still a bad file
             raise ConfigError([f"{args.path}: cannot read: {type(exc).__name__}"]) from None
     except ConfigError as exc:
