@@ -13,15 +13,21 @@ from types import FrameType
 from typing import Any
 
 from . import protocol
-from .agent import AgentLink, Received
+from .agent import AgentLink, LinkDown, LinkUp, Received
 from .config import EX_CONFIG, Config, ConfigError, load_api_key, load_config
+from .control import SOCKET_NAME, ControlServer, LinkMeter
 from .router import Router
-from .session import ButtonPressed, ButtonReleased, DeviceChanged, Session, UplinkStarted
+from .session import ButtonPressed, ButtonReleased, DeviceChanged, Session, Turn, UplinkStarted
 
 log = logging.getLogger(__name__)
 
 EX_OK = 0
 EX_CRASH = 1
+# EX_UNAVAILABLE from sysexits.h: a library the daemon needs (a GPIO pin factory) is missing.
+# A restart cannot install it, so the unit lists it in RestartPreventExitStatus= next to 78;
+# a code of its own (not 78) keeps "fix the config" and "install a package" apart in
+# `systemctl status`.
+EX_UNAVAILABLE = 69
 STOP_TIMEOUT = 2.0
 
 
@@ -38,9 +44,10 @@ class Hooks:
 class Parts:
     """One generation of running components, built from one config (a reload builds anew)."""
 
-    def __init__(self, cfg: Config, api_key: str, notifier: Any, hooks: Hooks) -> None:
+    def __init__(self, cfg: Config, api_key: str, notifier: Any, hooks: Hooks,
+                 meter: LinkMeter | None = None) -> None:
         from .audio import AlsaMixer, AudioFormat, open_sink, open_source
-        from .button import PushButton
+        from .button import PushButton, load_pin_factory
         from .convlog import ConversationLog
         from .functions import FunctionRunner
         from .leds import StatusLeds
@@ -50,6 +57,9 @@ class Parts:
 
         self.cfg = cfg
         self._api_key = api_key
+        self.meter = meter
+        # Before the first pin is claimed: no pin factory is one clear error, not a traceback.
+        load_pin_factory()
         self.leds = StatusLeds(cfg.leds)
         self.convlog = ConversationLog(cfg.log.state_dir, enabled=cfg.log.conversation_log,
                                        max_bytes=cfg.log.conversation_log_max_bytes,
@@ -112,6 +122,10 @@ class Parts:
         # agent-rx: the router acts in arrival order before the session hears of it.
         if isinstance(event, Received):
             self.router.event(event.link, event.event)
+        elif self.meter is not None and isinstance(event, LinkUp):
+            self.meter.up(event.link)
+        elif self.meter is not None and isinstance(event, LinkDown):
+            self.meter.down(event.link)
         self.session.post(event)
 
     def start(self) -> None:
@@ -121,15 +135,19 @@ class Parts:
         self.mic.start()
         self.session.start()
         self.button = self._button_cls(
-            self.cfg.button, on_press=self._pressed,
-            on_release=lambda t: self._post(ButtonReleased(t)))
+            self.cfg.button, on_press=self.press, on_release=self.release)
 
-    def _pressed(self, t: float) -> None:
-        # gpiozero's thread. Every press silences the agent, whatever the state, so the speaker
-        # is told here (interrupt() only sets a flag) rather than after the session thread wakes:
-        # that hop is what put a scheduling delay between the edge and silence.
+    def press(self, t: float) -> None:
+        """The button went down (gpiozero's thread, or the control socket's)."""
+        # Every press silences the agent, whatever the state, so the speaker is told here
+        # (interrupt() only sets a flag) rather than after the session thread wakes: that hop
+        # is what put a scheduling delay between the edge and silence.
         self.speaker.interrupt()
         self._post(ButtonPressed(t))
+
+    def release(self, t: float) -> None:
+        """The button came up."""
+        self._post(ButtonReleased(t))
 
     def stop(self) -> None:
         """Stop in reverse order; every step is bounded and a stuck thread is logged, not waited on."""
@@ -151,11 +169,40 @@ class Parts:
                 log.exception("stopping %s failed", name)
 
 
+@dataclass(frozen=True)
+class ReloadOutcome:
+    """How the latest reload ended; it read the config after every request up to `covers`."""
+    count: int = 0
+    covers: int = 0
+    ok: bool = True
+    message: str = ""
+
+
+def turn_figures(turn: Turn) -> dict[str, Any]:
+    """One turn's latencies for `speakerd ctl status`, in milliseconds and seconds."""
+    def ms(a: float | None, b: float | None) -> float | None:
+        return None if a is None or b is None else round((a - b) * 1000, 1)
+
+    agent = turn.agent
+    return {
+        "number": turn.number,
+        "press_to_first_byte_ms": ms(turn.first_byte, turn.press),
+        "end_of_speech_to_first_audio_ms": ms(turn.first_audio, turn.speech_end),
+        "agent_total_s": agent.total_latency if agent is not None else None,
+        "agent_tts_s": agent.tts_latency if agent is not None else None,
+        "agent_ttt_s": agent.ttt_latency if agent is not None else None,
+        "interrupt_to_silence_ms": ms(turn.interrupt_to_silence, 0.0),
+        "underruns": turn.underruns,
+        "line": turn.line(),
+    }
+
+
 class Daemon:
-    """The running service: one Parts at a time, signals, readiness and reload."""
+    """The running service: one Parts at a time, signals, readiness, reload and the control socket."""
 
     def __init__(self, config_path: str | None, cfg: Config, api_key: str, *,
-                 notifier: Any = None, hooks: Hooks | None = None) -> None:
+                 notifier: Any = None, hooks: Hooks | None = None,
+                 control_path: str | None = None) -> None:
         from .notify import Notifier
 
         self.config_path = config_path
@@ -164,6 +211,14 @@ class Daemon:
         self.notifier = notifier if notifier is not None else Notifier()
         self.hooks = hooks or Hooks()
         self.parts: Parts | None = None
+        self.control_path = control_path
+        self.control: ControlServer | None = None
+        self.meter = LinkMeter()
+        # Written by the main thread only, replaced whole so the control thread reads a
+        # consistent outcome without a lock.
+        self.reload_outcome = ReloadOutcome()
+        # Reload requests over the control socket, numbered; only the control thread counts.
+        self._reload_tickets = 0
         self._wake = threading.Event()
         self._stop_requested = False
         self._reload_requested = False
@@ -203,8 +258,11 @@ class Daemon:
     def start(self) -> None:
         self._saved_excepthook = threading.excepthook
         threading.excepthook = self._thread_crashed
-        self.parts = Parts(self.cfg, self._api_key, self.notifier, self.hooks)
+        self.parts = Parts(self.cfg, self._api_key, self.notifier, self.hooks, self.meter)
         self.parts.start()
+        if self.control_path is not None:
+            # Before READY=1: the unit hands the socket to its group once the service is up.
+            self.control = ControlServer(self.control_path, self).start()
         # Ready once the devices are being served; the network is not waited for (connect on press).
         self.notifier.ready()
         log.info("speakerd ready (%s dialect, button %s in %s mode)", self.cfg.agent.dialect,
@@ -212,8 +270,14 @@ class Daemon:
 
     def run(self) -> int:
         """Serve until a signal or a crash; return the exit code."""
+        from .button import NoPinFactory
+
         try:
             self.start()
+        except NoPinFactory as exc:
+            log.error("%s", exc)
+            self._shutdown()
+            return EX_UNAVAILABLE
         except Exception as exc:  # noqa: BLE001 - a failure to start is a crash: systemd restarts us
             log.critical("cannot start: %s", exc, exc_info=True)
             self._shutdown()
@@ -235,6 +299,8 @@ class Daemon:
 
     def reload(self) -> bool:
         """Re-read the config; a broken file leaves the running config in place."""
+        # Every request numbered so far was made before the file is read below.
+        covers = self._reload_tickets
         self.notifier.reloading()
         path = self.config_path
         try:
@@ -248,15 +314,56 @@ class Daemon:
             log.error("reload failed; still running the previous config")
             self.notifier.status(f"reload failed: {exc.problems[0]}"[:200])
             self.notifier.ready()
+            self.reload_outcome = ReloadOutcome(self.reload_outcome.count + 1, covers, False,
+                                                f"refused, still running the previous config: "
+                                                f"{'; '.join(exc.problems)}")
             return False
         log.info("reloading the config from %s", path)
         if self.parts is not None:
             self.parts.stop()
         self.cfg, self._api_key = cfg, key
-        self.parts = Parts(cfg, key, self.notifier, self.hooks)
+        self.parts = Parts(cfg, key, self.notifier, self.hooks, self.meter)
         self.parts.start()
         self.notifier.ready()
+        self.reload_outcome = ReloadOutcome(self.reload_outcome.count + 1, covers, True,
+                                            f"applied {path}")
         return True
+
+    # --- the control socket's calls (its thread; each only posts or reads) ----------------
+
+    def press(self) -> None:
+        parts = self.parts
+        if parts is not None:
+            parts.press(time.monotonic())
+
+    def release(self) -> None:
+        parts = self.parts
+        if parts is not None:
+            parts.release(time.monotonic())
+
+    def ask_reload(self) -> int:
+        self._reload_tickets += 1
+        ticket = self._reload_tickets
+        self.request_reload()
+        return ticket
+
+    def status(self) -> dict[str, Any]:
+        """State, last error, the agent link and the last turn, read without stopping anything."""
+        parts = self.parts
+        session = parts.session if parts is not None else None
+        turns = list(session.turns) if session is not None else []
+        outcome = self.reload_outcome
+        return {
+            "state": session.state if session is not None else "starting",
+            "last_error": session.last_error if session is not None else "",
+            "agent_connected": self.meter.connected,
+            "connected_seconds": round(self.meter.seconds(), 1),
+            "uptime_seconds": round(time.monotonic() - self.meter.started, 1),
+            "turns": turns[-1].number if turns else 0,
+            "last_turn": turn_figures(turns[-1]) if turns else None,
+            "reload": {"count": outcome.count, "covers": outcome.covers, "ok": outcome.ok,
+                       "message": outcome.message},
+        }
 
     def stop(self) -> None:
         """Stop everything (idempotent): drop audio rather than drain it."""
@@ -265,6 +372,10 @@ class Daemon:
     def _shutdown(self) -> None:
         self.notifier.stopping()
         started = time.monotonic()
+        if self.control is not None:
+            # First, so that no command reaches parts being taken down.
+            self.control.stop()
+            self.control = None
         if self.parts is not None:
             self.parts.stop()
             self.parts = None
@@ -274,17 +385,38 @@ class Daemon:
         log.info("stopped in %.2f s", time.monotonic() - started)
 
 
+class JournalFormatter(logging.Formatter):
+    """Starts every line with its syslog priority (<3> error ... <7> debug) for journald.
+
+    journald reads that prefix from a service's stderr (SyslogLevelPrefix= is on by default),
+    so `journalctl -p err -u speakerd` shows only errors. Each line of a multi-line record (a
+    traceback) carries it, since journald stores every line as an entry of its own.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = record.levelno
+        priority = (7 if level < logging.INFO else 6 if level < logging.WARNING else
+                    4 if level < logging.ERROR else 3 if level < logging.CRITICAL else 2)
+        return "\n".join(f"<{priority}>{line}" for line in super().format(record).splitlines())
+
+
 def configure_logging(level: str) -> None:
-    """Thread name in every line; no timestamps under journald (it adds its own)."""
+    """Thread name in every line; under journald no timestamps (it adds its own) but priorities."""
     fmt = "%(threadName)s %(levelname)s %(name)s: %(message)s"
-    if not os.environ.get("JOURNAL_STREAM"):
-        fmt = "%(asctime)s " + fmt
-    logging.basicConfig(level=getattr(logging, level, logging.INFO), format=fmt, force=True)
+    journal = bool(os.environ.get("JOURNAL_STREAM"))
+    formatter = JournalFormatter(fmt) if journal else logging.Formatter("%(asctime)s " + fmt)
+    handler = logging.StreamHandler()
+    handler.setFormatter(formatter)
+    logging.basicConfig(level=getattr(logging, level, logging.INFO), handlers=[handler], force=True)
 
 
 def run_daemon(config_path: str) -> int:
     """`speakerd run`: load the config and the key, then serve. Exit 78 on bad config."""
+    from .audio import route_alsa_lib_errors
+
     configure_logging("INFO")
+    # alsa-lib's own lines would reach the journal around our one line per missing device.
+    route_alsa_lib_errors()
     try:
         cfg = load_config(config_path)
         configure_logging(cfg.log.level)
@@ -293,6 +425,9 @@ def run_daemon(config_path: str) -> int:
         for problem in exc.problems:
             log.error("%s", problem)
         return EX_CONFIG
-    daemon = Daemon(config_path, cfg, key)
+    # systemd's RuntimeDirectory=speakerd: the control socket lives there (nowhere else).
+    runtime = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    control = os.path.join(runtime, SOCKET_NAME) if runtime else None
+    daemon = Daemon(config_path, cfg, key, control_path=control)
     daemon.install_signals()
     return daemon.run()
