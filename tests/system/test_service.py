@@ -142,7 +142,9 @@ def test_reload_applies_a_good_file(service: Service) -> None:
     box = service.box
     original = box.run(["cat", CONFIG]).stdout
     try:
-        box.write(CONFIG, original + "\nlog:\n  level: DEBUG\n", "0640")
+        debug = re.sub(r"(?m)^  level: INFO$", "  level: DEBUG", original)
+        assert debug != original
+        box.write(CONFIG, debug, "0640")
         rc, took, err = _reload(service)
         figure("systemctl reload (good file)", f"{took:.2f} s, exit {rc}")
         assert rc == 0, err
@@ -160,7 +162,9 @@ def test_reload_refuses_a_broken_file(service: Service) -> None:
     box = service.box
     original = box.run(["cat", CONFIG]).stdout
     try:
-        box.write(CONFIG, re.sub(r"(?m)^  mode: hold$", "  mode: hod", original), "0640")
+        broken = re.sub(r"(?m)^  mode: hold$", "  mode: hod", original)
+        assert broken != original
+        box.write(CONFIG, broken, "0640")
         rc, took, err = _reload(service)
         p = service.props()
         figure("systemctl reload (broken file)", f"{took:.2f} s, exit {rc}; STATUS={p['StatusText']}")
