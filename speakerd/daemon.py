@@ -219,6 +219,9 @@ class Daemon:
         self.reload_outcome = ReloadOutcome()
         # Reload requests over the control socket, numbered; only the control thread counts.
         self._reload_tickets = 0
+        # `speakerd run` sets this so that a reload applies log.level too; tests leave the
+        # logging of their own process alone.
+        self.set_log_level: Callable[[str], None] | None = None
         self._wake = threading.Event()
         self._stop_requested = False
         self._reload_requested = False
@@ -319,6 +322,8 @@ class Daemon:
                                                 f"{'; '.join(exc.problems)}")
             return False
         log.info("reloading the config from %s", path)
+        if self.set_log_level is not None:
+            self.set_log_level(cfg.log.level)
         if self.parts is not None:
             self.parts.stop()
         self.cfg, self._api_key = cfg, key
@@ -429,5 +434,6 @@ def run_daemon(config_path: str) -> int:
     runtime = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
     control = os.path.join(runtime, SOCKET_NAME) if runtime else None
     daemon = Daemon(config_path, cfg, key, control_path=control)
+    daemon.set_log_level = configure_logging
     daemon.install_signals()
     return daemon.run()
