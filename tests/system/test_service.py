@@ -14,8 +14,10 @@ from dataclasses import dataclass
 import pytest
 import yaml
 
+from speakerd.emulator_audio import SpeechDetector, SpeechEnded
+from speakerd.emulator_link import EmulatorOptions
 from tests.support.alsa import load_wav
-from tests.support.daemon import played_in_order, trim_silence
+from tests.support.daemon import played_in_order
 
 from . import container as ct
 from .conftest import KEY, figure
@@ -218,11 +220,11 @@ def test_no_pin_factory_is_one_line_and_no_restart_loop(service: Service) -> Non
     try:
         service.systemctl("daemon-reload")
         service.systemctl("reset-failed", UNIT, check=False)
-        n = service.props()["NRestarts"]
         assert service.systemctl("restart", UNIT, check=False).returncode != 0
         p = service.props_when("the unit failed", lambda p: p["ActiveState"] == "failed")
-        # A restart would be scheduled as "auto-restart"; "failed" means systemd gave up at once.
-        assert (p["SubState"], p["ExecMainStatus"], p["NRestarts"]) == ("failed", "69", n)
+        # A restart would be scheduled as "auto-restart"; "failed" means systemd gave up at once,
+        # and NRestarts counts the automatic restarts since the manual one: none.
+        assert (p["SubState"], p["ExecMainStatus"], p["NRestarts"]) == ("failed", "69", "0")
         lines = [m for m in service.journal("-u", UNIT, "-p", "err", f"_SYSTEMD_INVOCATION_ID="
                                             f"{p['InvocationID']}")]
         ours = [str(e["MESSAGE"]) for e in lines if e.get("SYSLOG_IDENTIFIER") == "speakerd"]
@@ -292,11 +294,17 @@ def test_a_whole_conversation_through_the_installed_service(
     took = time.monotonic() - started
     assert states == ["connecting", "listening", "thinking", "speaking", "idle"], states
     heard = service.box.host_path(SPEAKER_FILE).read_bytes()
-    share = played_in_order(trim_silence(speech), heard)
+    # The emulator parrots from its speech onset to its end of speech: its own detector, run
+    # here on what was said, gives the reply to look for at the speaker.
+    detector = SpeechDetector("linear16", 16000, EmulatorOptions().speech_threshold, 1.5)
+    [said] = [e.pcm for e in detector.feed(speech + bytes(2 * 16000 * 2))
+              if isinstance(e, SpeechEnded)]
+    share = played_in_order(said, heard)
     status = service.status()
-    figure("conversation", f"press→idle {took:.1f} s; {share:.0%} of the words heard back; "
+    figure("conversation", f"press→idle {took:.1f} s; {share:.0%} of the agent's reply heard; "
                            f"{status['last_turn']['line']}")
-    assert share >= 0.9, f"only {share:.0%} of what was said reached the speaker"
+    # The file plugin may still hold the last buffer (60 ms): at most one 50 ms chunk short.
+    assert share >= 0.9, f"only {share:.0%} of the reply reached the speaker"
     assert status["state"] == "idle" and status["agent_connected"] is True
     assert 0 < status["connected_seconds"] <= status["uptime_seconds"]
     assert status["last_turn"]["press_to_first_byte_ms"] is not None
@@ -359,12 +367,12 @@ def test_exit_78_is_not_restarted(service: Service, conversation: Conversation) 
     service.ensure_running()
     try:
         box.write(CONFIG, original + "\nsession:\n  idle_timout: 5\n", "0640")
-        n = service.props()["NRestarts"]
         assert service.systemctl("restart", UNIT, check=False).returncode != 0
         p = service.props_when("the unit failed", lambda p: p["ActiveState"] == "failed")
         figure("exit 78", f"{p['ActiveState']}/{p['SubState']}, status {p['ExecMainStatus']}, "
                           f"restarts {p['NRestarts']}")
-        assert (p["SubState"], p["ExecMainStatus"], p["NRestarts"]) == ("failed", "78", n)
+        # NRestarts counts automatic restarts since the manual one: none.
+        assert (p["SubState"], p["ExecMainStatus"], p["NRestarts"]) == ("failed", "78", "0")
     finally:
         box.write(CONFIG, original, "0640")
         service.ensure_running()
