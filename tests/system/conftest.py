@@ -69,7 +69,9 @@ def _scaffold(box: ct.Container) -> None:
               "[Service]\nEnvironment=GPIOZERO_PIN_FACTORY=mock GPIOZERO_MOCK_PIN_CLASS=mockpwmpin\n")
 
 
-@pytest.fixture(scope="session")
+# Package scope: the container goes as soon as the last system test is done, not at the end
+# of the whole suite.
+@pytest.fixture(scope="package")
 def box() -> Iterator[ct.Container]:
     """A booted fresh copy of the cached root, with a clean copy of HEAD in /root/speakerd."""
     try:
@@ -78,6 +80,7 @@ def box() -> Iterator[ct.Container]:
         _cannot(str(exc))
     runs = ct.cache_dir() / "runs"
     runs.mkdir(parents=True, exist_ok=True)
+    ct.remove_stale_runs(runs)
     run = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=runs))
     log = run / "container.log"
     box = None
@@ -109,7 +112,7 @@ def box() -> Iterator[ct.Container]:
         shutil.rmtree(run, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def service(box: ct.Container) -> Service:
     """The container, with speakerd installed by the README's command (timed)."""
     svc = Service(box)

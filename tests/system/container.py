@@ -8,6 +8,7 @@ boots a fresh copy of it. Commands run inside with `nsenter -t <the container's 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import hashlib
 import os
@@ -229,6 +230,12 @@ class Container:
                 self.nspawn.wait(STOP_TIMEOUT)
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the test process dies, however it dies."""
+    # PR_SET_PDEATHSIG (1): nspawn then powers the container off; nothing outlives a killed run.
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
+
+
 def _children(pid: int) -> list[int]:
     try:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
@@ -246,7 +253,8 @@ def boot(root: Path, log: Path, binds: Sequence[str] = (), timeout: float = BOOT
         out.write(f"$ {shlex.join(cmd)}\n".encode())
         out.flush()
         nspawn = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, start_new_session=True)
+                                  stdin=subprocess.DEVNULL, start_new_session=True,
+                                  preexec_fn=_die_with_parent)
     finally:
         out.close()
     deadline = time.monotonic() + timeout
@@ -286,6 +294,14 @@ def boot(root: Path, log: Path, binds: Sequence[str] = (), timeout: float = BOOT
                 nspawn.kill()
                 nspawn.wait(STOP_TIMEOUT)
         raise
+
+
+def remove_stale_runs(runs: Path) -> None:
+    """Delete the copies left by runs whose process is gone (killed before its teardown)."""
+    for run in runs.glob("*-*"):
+        pid = run.name.split("-", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(run, ignore_errors=True)
 
 
 def copy_root(cached: Path, dest: Path) -> None:

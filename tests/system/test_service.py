@@ -151,7 +151,9 @@ def test_reload_applies_a_good_file(service: Service) -> None:
         figure("systemctl reload (good file)", f"{took:.2f} s, exit {rc}")
         assert rc == 0, err
         assert service.props()["MainPID"] == pid
-        assert any(e.get("PRIORITY") == "7" for e in service.journal(f"_PID={pid}"))
+        # journald takes the daemon's lines from its stream in its own time: wait for them.
+        poll("a debug line from the reloaded daemon",
+             lambda: any(e.get("PRIORITY") == "7" for e in service.journal(f"_PID={pid}")))
         assert "applied" in service.status()["reload"]["message"]
     finally:
         box.write(CONFIG, original, "0640")
@@ -225,9 +227,15 @@ def test_no_pin_factory_is_one_line_and_no_restart_loop(service: Service) -> Non
         # A restart would be scheduled as "auto-restart"; "failed" means systemd gave up at once,
         # and NRestarts counts the automatic restarts since the manual one: none.
         assert (p["SubState"], p["ExecMainStatus"], p["NRestarts"]) == ("failed", "69", "0")
-        lines = [m for m in service.journal("-u", UNIT, "-p", "err", f"_SYSTEMD_INVOCATION_ID="
-                                            f"{p['InvocationID']}")]
-        ours = [str(e["MESSAGE"]) for e in lines if e.get("SYSLOG_IDENTIFIER") == "speakerd"]
+        def written() -> list[dict[str, object]] | None:
+            # Complete once the daemon's last line ("stopped in ...") has reached the journal.
+            entries = service.journal(f"_SYSTEMD_INVOCATION_ID={p['InvocationID']}")
+            done = any("stopped in" in str(e.get("MESSAGE")) for e in entries)
+            return entries if done else None
+
+        lines = poll("the failed start's lines in the journal", written)
+        ours = [str(e["MESSAGE"]) for e in lines
+                if e.get("SYSLOG_IDENTIFIER") == "speakerd" and int(str(e["PRIORITY"])) <= 3]
         figure("no pin factory", f"exit {p['ExecMainStatus']}, {p['SubState']}; {ours}")
         assert len(ours) == 1 and "python3-lgpio" in ours[0] and "Traceback" not in ours[0]
     finally:
@@ -394,10 +402,10 @@ def test_a_hung_daemon_is_killed_by_the_watchdog_and_restarted(
         service.signal(pid, "STOP")
         q = service.wait_running(other_than=pid)
         took = monotonic_us_to_s(q["ActiveEnterTimestampMonotonic"]) - started
-        said = [str(e.get("MESSAGE")) for e in service.journal("-u", UNIT, "_PID=1")]
         figure("restart by the watchdog", f"{took:.2f} s from SIGSTOP to READY again "
                                           f"(WatchdogSec=3, RestartSec=2)")
-        assert any("Watchdog timeout" in m for m in said)
+        poll("systemd's watchdog line", lambda: any(
+            "Watchdog timeout" in str(e.get("MESSAGE")) for e in service.journal("-u", UNIT, "_PID=1")))
     finally:
         if pid:
             box.run(["sh", "-c", f"kill -KILL {int(pid)} 2>/dev/null"], check=False)
