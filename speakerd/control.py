@@ -20,7 +20,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from .session import Turn
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +89,25 @@ class LinkMeter:
             return self._closed_seconds + sum(now - t for t in self._up.values())
 
 
+def turn_figures(turn: Turn) -> dict[str, Any]:
+    """One turn's latencies for `speakerd ctl status`, in milliseconds and seconds."""
+    def ms(a: float | None, b: float | None) -> float | None:
+        return None if a is None or b is None else round((a - b) * 1000, 1)
+
+    agent = turn.agent
+    return {
+        "number": turn.number,
+        "press_to_first_byte_ms": ms(turn.first_byte, turn.press),
+        "end_of_speech_to_first_audio_ms": ms(turn.first_audio, turn.speech_end),
+        "agent_total_s": agent.total_latency if agent is not None else None,
+        "agent_tts_s": agent.tts_latency if agent is not None else None,
+        "agent_ttt_s": agent.ttt_latency if agent is not None else None,
+        "interrupt_to_silence_ms": ms(turn.interrupt_to_silence, 0.0),
+        "underruns": turn.underruns,
+        "line": turn.line(),
+    }
+
+
 @dataclass
 class _Client:
     sock: socket.socket
@@ -147,6 +169,9 @@ class ControlServer:
             self._sock = None
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
+        if self._thread is None or not self._thread.is_alive():
+            self._wake_r.close()
+            self._wake_w.close()
 
     # --- the control thread ------------------------------------------------------------------
 
@@ -163,7 +188,7 @@ class ControlServer:
                     for key, _ in sel.select(max(0.0, wait)):
                         if key.fileobj is self._sock:
                             self._accept(sel, clients)
-                        elif key.fileobj is not self._wake_r:
+                        elif key.fileobj is not self._wake_r and key.fd in clients:
                             self._readable(sel, clients, clients[key.fd])
                     now = self._clock()
                     for client in [c for c in clients.values() if now >= c.deadline]:

@@ -15,9 +15,9 @@ from typing import Any
 from . import protocol
 from .agent import AgentLink, LinkDown, LinkUp, Received
 from .config import EX_CONFIG, Config, ConfigError, load_api_key, load_config
-from .control import SOCKET_NAME, ControlServer, LinkMeter
+from .control import SOCKET_NAME, ControlServer, LinkMeter, turn_figures
 from .router import Router
-from .session import ButtonPressed, ButtonReleased, DeviceChanged, Session, Turn, UplinkStarted
+from .session import ButtonPressed, ButtonReleased, DeviceChanged, Session, UplinkStarted
 
 log = logging.getLogger(__name__)
 
@@ -176,25 +176,6 @@ class ReloadOutcome:
     covers: int = 0
     ok: bool = True
     message: str = ""
-
-
-def turn_figures(turn: Turn) -> dict[str, Any]:
-    """One turn's latencies for `speakerd ctl status`, in milliseconds and seconds."""
-    def ms(a: float | None, b: float | None) -> float | None:
-        return None if a is None or b is None else round((a - b) * 1000, 1)
-
-    agent = turn.agent
-    return {
-        "number": turn.number,
-        "press_to_first_byte_ms": ms(turn.first_byte, turn.press),
-        "end_of_speech_to_first_audio_ms": ms(turn.first_audio, turn.speech_end),
-        "agent_total_s": agent.total_latency if agent is not None else None,
-        "agent_tts_s": agent.tts_latency if agent is not None else None,
-        "agent_ttt_s": agent.ttt_latency if agent is not None else None,
-        "interrupt_to_silence_ms": ms(turn.interrupt_to_silence, 0.0),
-        "underruns": turn.underruns,
-        "line": turn.line(),
-    }
 
 
 class Daemon:
