@@ -17,7 +17,6 @@ import sys
 import tempfile
 import threading
 import time
-import wave
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,13 +30,15 @@ from gpiozero import Device  # noqa: E402
 from gpiozero.pins.mock import MockFactory, MockPWMPin  # noqa: E402
 
 from speakerd import protocol  # noqa: E402
-from speakerd.audio import open_sink  # noqa: E402
+from speakerd.audio import AudioFormat, open_sink, open_source  # noqa: E402
 from speakerd.config import Config, parse_config  # noqa: E402
 from speakerd.daemon import Daemon, Hooks  # noqa: E402
 from speakerd.emulator import Emulator, EmulatorOptions  # noqa: E402
+from speakerd.emulator.sound import PulseServer, read_wav, wait_until  # noqa: E402
+from speakerd.events import PlaybackStarted, State  # noqa: E402
+from speakerd.mic import Mic  # noqa: E402
 from speakerd.notify import Notifier  # noqa: E402
-from speakerd.speaker import PlaybackStarted  # noqa: E402
-from tests.support.pulse import PulseServer  # noqa: E402
+from speakerd.uplink import UplinkMode  # noqa: E402
 
 KEY = "bench-emulator-key"
 BUTTON, LED = "GPIO17", "GPIO25"
@@ -54,12 +55,10 @@ def pause(seconds: float) -> None:
     threading.Event().wait(seconds)
 
 
-def wait_until(pred: Callable[[], bool], timeout: float = WAIT, what: str = "") -> None:
-    deadline = now() + timeout
-    while not pred():
-        if now() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        pause(0.002)
+def expect(pred: Callable[[], bool], timeout: float = WAIT, what: str = "") -> None:
+    """Wait for a step of a measurement (polled every 2 ms); RuntimeError naming it on timeout."""
+    if not wait_until(pred, timeout, 0.002):
+        raise RuntimeError(f"timed out waiting for {what}")
 
 
 def tone(seconds: float, freq: float = 300.0, amp: int = 8000) -> bytes:
@@ -70,8 +69,7 @@ def tone(seconds: float, freq: float = 300.0, amp: int = 8000) -> bytes:
 
 
 def load_wav(name: str) -> bytes:
-    with wave.open(str(ROOT / "tests/data/audio" / name), "rb") as w:
-        return w.readframes(w.getnframes())
+    return read_wav(ROOT / "tests/data/audio" / name)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -173,13 +171,13 @@ class Rig:
         return self.obs.states[-1][0] if self.obs.states else ""
 
     def wait_state(self, state: str, after: int, timeout: float = WAIT) -> float:
-        wait_until(lambda: any(s == state for s, _ in self.obs.states[after:]), timeout, state)
+        expect(lambda: any(s == state for s, _ in self.obs.states[after:]), timeout, state)
         return next(t for s, t in self.obs.states[after:] if s == state)
 
     def speak(self, pcm: bytes, wait: bool = True) -> Any:
         proc = self.pa.play_into_mic(pcm)
         if wait:
-            wait_until(lambda: not proc.alive(), WAIT, "pacat")
+            expect(lambda: not proc.alive(), WAIT, "pacat")
         return proc
 
 
@@ -253,7 +251,7 @@ def bench_barge_in(pa: PulseServer, emu: Emulator, tmp: Path, n: int, duplex: bo
         rig.raw["audio"] = {**rig.raw["audio"], "duplex": "full"}
     rig.start()
     rec = pa.record_speaker(tmp / f"barge-{duplex}.raw", latency_msec=3)
-    wait_until(lambda: rec.bytes_so_far() > 0, 5, "parecord")
+    expect(lambda: rec.bytes_so_far() > 0, 5, "parecord")
     rec_t0 = now() - rec.bytes_so_far() / 2 / RATE
     growth: list[tuple[float, int]] = []
     done = threading.Event()
@@ -270,26 +268,26 @@ def bench_barge_in(pa: PulseServer, emu: Emulator, tmp: Path, n: int, duplex: bo
     try:
         k = len(rig.obs.states)
         rig.edge(True)
-        rig.wait_state("listening", k)
+        rig.wait_state(State.LISTENING, k)
         rig.speak(speech)
         if not duplex:
             rig.edge(False)
         for i in range(n):  # noqa: B023,B007,E501 - used at once
             n_started = len(rig.obs.started)
-            wait_until(lambda n_started=n_started: len(rig.obs.started) > n_started, WAIT, "the reply to start")  # noqa: B023,B007,E501 - used at once
+            expect(lambda n_started=n_started: len(rig.obs.started) > n_started, WAIT, "the reply to start")  # noqa: B023,B007,E501 - used at once
             started = rig.obs.started[-1].t
             pause(0.25 + random.random() * 0.5)  # mid-reply, at a random phase of the period
             if duplex:
                 n_uss = len(rig.obs.uss)
                 rig.speak(speech, wait=False)
-                wait_until(lambda n_uss=n_uss: len(rig.obs.uss) > n_uss, WAIT, "UserStartedSpeaking")
+                expect(lambda n_uss=n_uss: len(rig.obs.uss) > n_uss, WAIT, "UserStartedSpeaking")
                 trials.append(Trial(rig.obs.uss[-1], started))
                 pause(0.4)
             else:
                 k = len(rig.obs.states)
                 t = rig.edge(True)
                 trials.append(Trial(t, started))
-                rig.wait_state("listening", k)
+                rig.wait_state(State.LISTENING, k)
                 rig.speak(speech)
                 rig.edge(False)
         pause(0.3)
@@ -315,9 +313,9 @@ def bench_press(pa: PulseServer, emu: Emulator, tmp: Path, warm_n: int, cold_n: 
         for i in range(warm_n + cold_n):
             is_cold = i >= warm_n or i == 0
             if is_cold and emu.sessions:
-                wait_until(lambda: emu.sessions[-1].closed.is_set(), WAIT, "idle close")
+                expect(lambda: emu.sessions[-1].closed.is_set(), WAIT, "idle close")
             elif not is_cold:
-                wait_until(lambda: rig.state() == "idle", WAIT, "idle")
+                expect(lambda: rig.state() == State.IDLE, WAIT, "idle")
             n_sessions = len(emu.sessions)
             if is_cold and i >= warm_n:
                 # Speech from the press edge: is any of it lost while the socket opens?
@@ -329,10 +327,10 @@ def bench_press(pa: PulseServer, emu: Emulator, tmp: Path, warm_n: int, cold_n: 
                 pause(0.3)  # the mic already hears the tone; the gate opens at the press
                 k = len(rig.obs.states)
                 t = rig.edge(True)
-            rig.wait_state("listening", k)
-            wait_until(lambda: not proc.alive(), WAIT, "pacat")  # noqa: B023,B007,E501 - used at once
+            rig.wait_state(State.LISTENING, k)
+            expect(lambda: not proc.alive(), WAIT, "pacat")  # noqa: B023,B007,E501 - used at once
             rig.edge(False)
-            wait_until(lambda: len(emu.sessions) > n_sessions or not is_cold or i == 0, WAIT, "session")  # noqa: B023,B007,E501 - used at once
+            expect(lambda: len(emu.sessions) > n_sessions or not is_cold or i == 0, WAIT, "session")  # noqa: B023,B007,E501 - used at once
             sess = emu.sessions[-1]
             frames = [f for f in list(sess.frames) if f.kind == "binary" and f.t >= t]
             first = next((f for f in frames if max(map(abs, samples_of(f.data)), default=0) > SILENT),
@@ -347,7 +345,7 @@ def bench_press(pa: PulseServer, emu: Emulator, tmp: Path, warm_n: int, cold_n: 
                 offs = [got.find(speech[j:j + chunk]) for j in range(0, len(speech) - chunk, chunk)]
                 lost.append(offs.count(-1) * chunk // 2)
                 lost_at.append([j for j, o in enumerate(offs) if o < 0])
-            rig.wait_state("speaking", k)
+            rig.wait_state(State.SPEAKING, k)
     finally:
         rig.stop()
     return {"warm": warm, "cold": cold, "lost": lost, "lost_at": lost_at, "turn": fb_turn}
@@ -367,12 +365,12 @@ def bench_rx_write(pa: PulseServer, emu: Emulator, tmp: Path, seconds: float) ->
     try:
         k = len(rig.obs.states)
         rig.edge(True)
-        rig.wait_state("listening", k)
+        rig.wait_state(State.LISTENING, k)
         rig.speak(tone(0.35))
         rig.edge(False)
-        rig.wait_state("speaking", k)
+        rig.wait_state(State.SPEAKING, k)
         m = len(rig.obs.states)
-        rig.wait_state("idle", m, timeout=seconds + WAIT)
+        rig.wait_state(State.IDLE, m, timeout=seconds + WAIT)
     finally:
         rig.stop()
         emu.options.reply_pace = 10.0
@@ -393,6 +391,61 @@ def bench_rx_write(pa: PulseServer, emu: Emulator, tmp: Path, seconds: float) ->
         pos = at + 2
         w = bisect.bisect_right(starts, at) - 1
         out.append((writes[w][0] - t_rx) * 1000)
+    return out
+
+
+def bench_stop(pa: PulseServer, emu: Emulator, tmp: Path, n: int) -> list[float]:
+    """Daemon.stop() while a long reply plays, in ms: what run() does once SIGTERM arrives."""
+    emu.options.reply_seconds = 8.0
+    emu.options.end_of_speech = 0.25
+    out: list[float] = []
+    for i in range(n):
+        rig = Rig(pa, emu, tmp / f"stop{i}").start()
+        try:
+            parts = rig.daemon.parts
+            assert parts is not None
+            k = len(rig.obs.states)
+            rig.edge(True)
+            rig.wait_state(State.LISTENING, k)
+            rig.speak(tone(0.35))
+            rig.edge(False)
+            rig.wait_state(State.SPEAKING, k)
+            expect(parts.speaker.is_playing, WAIT, "the reply to play")
+            t = now()
+            rig.daemon.stop()
+            out.append((now() - t) * 1000)
+        finally:
+            rig.stop()
+    return out
+
+
+def bench_mic_resume(pa: PulseServer, n: int) -> list[float]:
+    """The idle mic (paused: no socket, gate shut): a press's set_gate + set_uplink(stream) → the
+    first frame handed to the uplink, in ms."""
+    cfg = pa.input_config()
+    first: list[float] = []
+
+    class FirstFrame:
+        def uplink(self, frame: bytes) -> None:
+            if not first:
+                first.append(now())
+
+    mic = Mic(lambda: open_source(cfg), AudioFormat.from_input(cfg), FirstFrame())
+    out: list[float] = []
+    mic.start()
+    try:
+        for i in range(n):
+            expect(lambda i=i: mic.pauses == i + 1, WAIT, "the mic to pause")
+            first.clear()
+            t = now()
+            mic.set_gate(True)
+            mic.set_uplink(UplinkMode.STREAM)
+            expect(lambda: bool(first), WAIT, "the first frame")
+            out.append((first[0] - t) * 1000)
+            mic.set_gate(False)
+            mic.set_uplink(UplinkMode.OFF)
+    finally:
+        mic.stop()
     return out
 
 
@@ -451,10 +504,10 @@ def bench_footprint(pa: PulseServer, emu: Emulator, tmp: Path, seconds: float) -
         p.stdin.write("press\n")
         p.stdin.flush()
         p.stdout.readline()
-        wait_until(lambda: len(emu.sessions) > n and emu.sessions[-1].applied.is_set(), WAIT, "connect")
+        expect(lambda: len(emu.sessions) > n and emu.sessions[-1].applied.is_set(), WAIT, "connect")
         sess = emu.sessions[-1]
         pa.play_into_mic(tone(0.4))
-        wait_until(lambda: bool(sess.replies), WAIT, "the reply")
+        expect(lambda: bool(sess.replies), WAIT, "the reply")
         pause(1.0)
         p.stdin.write("threads\n")
         p.stdin.flush()
@@ -537,6 +590,10 @@ def main() -> int:
             print(f"footprint ({seconds:.0f} s idle, {seconds:.0f} s streaming) ...",
                   file=sys.stderr, flush=True)
             fp = bench_footprint(pa, emu, tmp, seconds)
+            print("stop mid-reply ...", file=sys.stderr, flush=True)
+            stop = bench_stop(pa, emu, tmp, 3 if args.quick else 5)
+            print("idle mic resume ...", file=sys.stderr, flush=True)
+            resume = bench_mic_resume(pa, 5 if args.quick else 20)
         finally:
             emu.stop()
             pa.stop()
@@ -568,6 +625,10 @@ def main() -> int:
         row("agent audio rx → ALSA write", f"p50 {pct(rx, 50):.1f} / p95 {pct(rx, 95):.1f} ms (n={len(rx)})",
             "p95 ≤ 5 ms", pct(rx, 95) <= 5,
             "router.audio wrapper time → sink.write() call carrying the chunk's first byte, pace 1.0")
+    row("idle mic: press → first frame", dist(resume), "≤ 250 ms", pct(resume, 95) <= 250,
+        "Mic alone on the pulse PCM, paused with no socket: set_gate + set_uplink(stream) → first send()")
+    row("stop mid-reply", dist(stop), "≤ 2000 ms", max(stop) <= 2000,
+        "Daemon.stop() while an 8 s reply plays (what run() does on SIGTERM/SIGINT), in process")
     row("CPU idle", f"{fp['idle_cpu']:.2f} % of one core", "≤ 0.2 %", fp["idle_cpu"] <= 0.2,
         f"/proc/pid/stat utime+stime over {seconds:.0f} s, daemon subprocess")
     row("CPU streaming full duplex", f"{fp['stream_cpu']:.2f} % of one core", "≤ 2 %",

@@ -28,9 +28,12 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin  # noqa: E402
 from speakerd.config import DEFAULT_PATTERNS, Config, parse_config  # noqa: E402
 from speakerd.daemon import Daemon, Hooks  # noqa: E402
 from speakerd.emulator import Emulator, EmulatorOptions  # noqa: E402
+from speakerd.emulator.sound import PulseServer, read_wav, wait_until  # noqa: E402
+from speakerd.events import (
+    PlaybackInterrupted,  # noqa: E402
+    State,
+)
 from speakerd.notify import Notifier  # noqa: E402
-from speakerd.speaker import PlaybackInterrupted  # noqa: E402
-from tests.support.pulse import PulseServer  # noqa: E402
 
 KEY = "demo-emulator-key"
 BUTTON = "GPIO17"
@@ -45,8 +48,7 @@ class DemoFailed(Exception):
 
 
 def load_wav(name: str) -> bytes:
-    with wave.open(str(FIXTURES / name), "rb") as w:
-        return w.readframes(w.getnframes())
+    return read_wav(FIXTURES / name)
 
 
 def save_wav(path: Path, pcm: bytes, rate: int) -> None:
@@ -58,13 +60,10 @@ def save_wav(path: Path, pcm: bytes, rate: int) -> None:
         w.writeframes(pcm)
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    tick = threading.Event()  # never set: an interruptible pause between polls
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise DemoFailed(f"timed out after {timeout:.0f} s waiting for {what}")
-        tick.wait(0.01)
+def expect(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Wait for a step of the demo; DemoFailed naming it if it does not happen in time."""
+    if not wait_until(predicate, timeout):
+        raise DemoFailed(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 class Console:
@@ -182,28 +181,28 @@ def run(out: Path) -> None:
                 pcm = load_wav(name)
                 console.say(f"[mic]    playing {name} ({len(pcm) / 2 / pa.rate:.1f} s) into the microphone")
                 proc = pa.play_into_mic(pcm, name=f"{name}.raw")
-                wait_until(lambda: not proc.alive(), WAIT, f"{name} to finish playing")
+                expect(lambda: not proc.alive(), WAIT, f"{name} to finish playing")
 
             # Turn 1: a whole turn, the agent parrots the words back.
             console.say("--- turn 1: press, say hello, release; the agent answers")
             n = len(console.states)
             edge(True)
-            wait_until(seen("listening", n), WAIT, "listening after the press")
+            expect(seen(State.LISTENING, n), WAIT, "listening after the press")
             speak("hello.wav")
             edge(False)
-            wait_until(seen("speaking", n), WAIT, "the agent's reply")
+            expect(seen(State.SPEAKING, n), WAIT, "the agent's reply")
             m = len(console.states)
-            wait_until(seen("idle", m), WAIT, "the reply to play out")
+            expect(seen(State.IDLE, m), WAIT, "the reply to play out")
 
             # Turn 2: a long reply, interrupted by a press mid-reply.
             console.say(f"--- turn 2: a {LONG_REPLY:.0f} s reply, interrupted by a press after 1.5 s")
             emu.options.reply_seconds = LONG_REPLY
             n = len(console.states)
             edge(True)
-            wait_until(seen("listening", n), WAIT, "listening after the press")
+            expect(seen(State.LISTENING, n), WAIT, "listening after the press")
             speak("weather.wav")
             edge(False)
-            wait_until(seen("speaking", n), WAIT, "the long reply")
+            expect(seen(State.SPEAKING, n), WAIT, "the long reply")
             emu.options.reply_seconds = None
             threading.Event().wait(1.5)
             m = len(console.states)
@@ -211,13 +210,13 @@ def run(out: Path) -> None:
             # Turn 3: the interrupting press starts the next turn at once.
             console.say("--- turn 3: the press that interrupts starts the next turn")
             edge(True)
-            wait_until(seen("listening", m), WAIT, "listening after the interrupting press")
+            expect(seen(State.LISTENING, m), WAIT, "listening after the interrupting press")
             speak("hello.wav")
             edge(False)
-            wait_until(seen("speaking", m), WAIT, "the reply after the interruption")
+            expect(seen(State.SPEAKING, m), WAIT, "the reply after the interruption")
             k = len(console.states)
-            wait_until(seen("idle", k), WAIT, "the last reply to play out")
-            wait_until(lambda: len(console.turn_lines) >= 3, 5, "three per-turn latency lines")
+            expect(seen(State.IDLE, k), WAIT, "the last reply to play out")
+            expect(lambda: len(console.turn_lines) >= 3, 5, "three per-turn latency lines")
         finally:
             if daemon is not None:
                 daemon.stop()

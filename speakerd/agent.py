@@ -8,11 +8,11 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import websocket
 
 from . import protocol
+from .events import AgentConnected, AgentDisconnected, AgentEventReceived
 
 log = logging.getLogger(__name__)
 
@@ -24,31 +24,6 @@ OUTBOX_FRAMES = 500
 _CLOSE = object()
 
 
-@dataclass(frozen=True)
-class LinkUp:
-    """The socket is open and the settings message was sent."""
-    link: AgentLink
-    t: float
-
-
-@dataclass(frozen=True)
-class LinkDown:
-    """The socket closed or could not open; `status` is the HTTP status of a refused upgrade."""
-    link: AgentLink
-    t: float
-    reason: str
-    status: int | None = None
-    requested: bool = False  # we closed it ourselves
-
-
-@dataclass(frozen=True)
-class Received:
-    """A decoded server event from this link."""
-    link: AgentLink
-    event: protocol.ServerEvent
-    t: float
-
-
 class AgentLink:
     """One websocket connection: connects, sends settings first, then audio and JSON in order.
 
@@ -58,7 +33,8 @@ class AgentLink:
     """
 
     def __init__(self, *, url: str, api_key: str, dialect: protocol.Dialect, settings: str,
-                 on_event: Callable[[object], None], on_audio: Callable[[AgentLink, bytes], None],
+                 on_event: Callable[[AgentConnected | AgentDisconnected | AgentEventReceived], None],
+                 on_audio: Callable[[AgentLink, bytes], None],
                  connect_timeout: float = 10.0, keepalive_interval: float = 4.0,
                  ping_interval: float = 5.0, ca_file: str = "",
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -80,8 +56,6 @@ class AgentLink:
         self._down_sent = threading.Lock()
         self._down = False
         self._dropped_frames = 0
-        self.frames_sent = 0
-        self.open = False
         self._tx = threading.Thread(target=self._tx_main, name="agent-tx", daemon=True)
         self._rx: threading.Thread | None = None
 
@@ -103,7 +77,7 @@ class AgentLink:
         self._put(text)
 
     def close(self) -> None:
-        """Close the socket (idempotent); LinkDown(requested=True) follows."""
+        """Close the socket (idempotent); AgentDisconnected(requested=True) follows."""
         self._closing.set()
         try:
             self._outbox.put_nowait(_CLOSE)
@@ -164,7 +138,7 @@ class AgentLink:
         except websocket.WebSocketBadStatusException as exc:
             self._report_down(_handshake_reason(exc.status_code), status=exc.status_code)
             return
-        except Exception as exc:  # noqa: BLE001 - any connect failure is a LinkDown with a reason
+        except Exception as exc:  # noqa: BLE001 - any connect failure is a disconnect with a reason
             self._report_down(f"cannot connect: {_describe(exc)}")
             return
         if self._closing.is_set():
@@ -182,10 +156,9 @@ class AgentLink:
             self._report_down(f"connection lost: {_describe(exc)}")
             ws.shutdown()
             return
-        self.open = True
         self._rx = threading.Thread(target=self._rx_main, args=(ws,), name="agent-rx", daemon=True)
         self._rx.start()
-        self._on_event(LinkUp(self, self._clock()))
+        self._on_event(AgentConnected(self, self._clock()))
         self._tx_loop(ws)
 
     def _tx_loop(self, ws: websocket.WebSocket) -> None:
@@ -206,7 +179,6 @@ class AgentLink:
                 now = time.monotonic()
                 if isinstance(item, bytes):
                     ws.send(item, opcode=websocket.ABNF.OPCODE_BINARY)
-                    self.frames_sent += 1
                     last_sent = now
                 elif isinstance(item, str):
                     ws.send(item)
@@ -222,7 +194,6 @@ class AgentLink:
             except Exception as exc:  # noqa: BLE001 - a failed write means the link is gone
                 reason, requested = f"connection lost: {_describe(exc)}", False
                 break
-        self.open = False
         if requested:
             try:
                 ws.send_close()
@@ -268,10 +239,10 @@ class AgentLink:
             log.warning("skipped a bad frame from the agent: %s", exc)
             return
         log.debug("received %s", type(event).__name__)
-        self._on_event(Received(self, event, self._clock()))
+        self._on_event(AgentEventReceived(self, event, self._clock()))
 
     def _lost(self, reason: str) -> None:
-        """The read side saw the end: wake the tx thread, which reports LinkDown."""
+        """The read side saw the end: wake the tx thread; the first to notice reports it."""
         self._closing.set()
         try:
             self._outbox.put_nowait(_CLOSE)
@@ -280,13 +251,12 @@ class AgentLink:
         self._report_down(reason)
 
     def _report_down(self, reason: str, *, status: int | None = None, requested: bool = False) -> None:
-        # Exactly one LinkDown per link, whichever side notices first.
+        # Exactly one AgentDisconnected per link, whichever side notices first.
         with self._down_sent:
             if self._down:
                 return
             self._down = True
-        self.open = False
-        self._on_event(LinkDown(self, self._clock(), reason, status, requested))
+        self._on_event(AgentDisconnected(self, self._clock(), reason, status, requested))
 
 
 def _handshake_reason(status: int) -> str:

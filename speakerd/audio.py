@@ -127,46 +127,39 @@ class Throttle:
         return held
 
 
-# alsa-lib's error handler type: (file, line, function, err, fmt, ...). The variadic rest is
-# not read: the format's arguments cannot be reached from Python, and the format alone says
-# enough for a debug line.
-_ALSA_ERROR_HANDLER = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
-                                       ctypes.c_int, ctypes.c_char_p)
-# The installed callback; alsa-lib keeps only its address, so it must live as long as we do.
-_alsa_handler: Any = None
+# Set once: alsa-lib keeps only the address of its error handler.
+_alsa_quiet = False
 
 
-def _alsa_lib_error(file: bytes | None, line: int, function: bytes | None, err: int,
-                    fmt: bytes | None) -> None:
-    def text(b: bytes | None) -> str:
-        return b.decode("utf-8", "replace") if b else "?"
-
-    log.debug("alsa-lib %s:%d %s(): %s%s", text(file), line, text(function), text(fmt),
-              f" (errno {err})" if err else "")
-
-
-def route_alsa_lib_errors() -> bool:
-    """Send alsa-lib's own error lines to our debug log instead of stderr, i.e. the journal.
+def quiet_alsa_lib() -> bool:
+    """Stop alsa-lib printing its own error lines to stderr, i.e. into the journal.
 
     alsa-lib prints a dozen `ALSA lib conf.c:...` lines for every failed open, and a missing
     card is retried with backoff; the session logs one line per outage that names the device
-    and its config key. False (and alsa-lib keeps printing) if no handler could be installed:
-    the callback is a libffi closure, which a MemoryDenyWriteExecute= sandbox could refuse on
-    a libffi without static trampolines.
+    and its config key, and each retry is a debug line of our own.
+
+    The handler must be C that ignores its arguments, not a Python callback: alsa-lib calls it
+    holding its configuration lock, and a Python callback may hand the GIL to a thread that
+    then waits for that lock in its own snd_pcm_open (pyalsaaudio keeps the GIL there), which
+    deadlocked the daemon on a reload while a missing card was being retried. libc's getpid
+    takes no arguments and changes nothing; the calling conventions of the platforms we run on
+    let a callee ignore arguments it was passed. (It is also no libffi closure, which
+    MemoryDenyWriteExecute= could refuse.)
     """
-    global _alsa_handler
-    if _alsa_handler is not None:
+    global _alsa_quiet
+    if _alsa_quiet:
         return True
     try:
         # The soname pyalsaaudio is linked against, so this is the library already loaded.
         lib = ctypes.CDLL("libasound.so.2")
-        handler = _ALSA_ERROR_HANDLER(_alsa_lib_error)
-        if lib.snd_lib_error_set_handler(handler) != 0:
+        noop = ctypes.cast(ctypes.CDLL(None).getpid, ctypes.c_void_p)
+        lib.snd_lib_error_set_handler.argtypes = [ctypes.c_void_p]
+        if lib.snd_lib_error_set_handler(noop) != 0:
             return False
-    except (OSError, MemoryError, AttributeError) as exc:
+    except (OSError, AttributeError) as exc:
         log.debug("alsa-lib's error lines stay on stderr: %s", exc)
         return False
-    _alsa_handler = handler
+    _alsa_quiet = True
     return True
 
 

@@ -17,11 +17,13 @@ from typing import Any
 
 import yaml
 
+from .events import State
+
 log = logging.getLogger(__name__)
 
 DEFAULT_PATH = "/etc/speakerd/speakerd.yaml"
 EX_CONFIG = 78
-STATES = ("idle", "connecting", "listening", "thinking", "speaking", "offline", "error")
+STATES = tuple(State)
 CREDENTIAL_NAME = "deepgram_api_key"
 
 
@@ -176,14 +178,14 @@ class Pattern:
     color: str = ""  # RGB LEDs only: a name ("red") or "#rrggbb"
 
 
-DEFAULT_PATTERNS: Mapping[str, Pattern] = {
-    "idle": Pattern("off"),
-    "connecting": Pattern("blink", 0.1, 0.4, color="white"),
-    "listening": Pattern("on", color="blue"),
-    "thinking": Pattern("blink", 0.15, 0.15, color="yellow"),
-    "speaking": Pattern("pulse", 0.6, 0.6, color="green"),
-    "offline": Pattern("blink", 0.05, 1.95, color="orange"),
-    "error": Pattern("blink", 1.0, 0.2, color="red"),
+DEFAULT_PATTERNS: Mapping[State, Pattern] = {
+    State.IDLE: Pattern("off"),
+    State.CONNECTING: Pattern("blink", 0.1, 0.4, color="white"),
+    State.LISTENING: Pattern("on", color="blue"),
+    State.THINKING: Pattern("blink", 0.15, 0.15, color="yellow"),
+    State.SPEAKING: Pattern("pulse", 0.6, 0.6, color="green"),
+    State.OFFLINE: Pattern("blink", 0.05, 1.95, color="orange"),
+    State.ERROR: Pattern("blink", 1.0, 0.2, color="red"),
 }
 
 
@@ -193,7 +195,7 @@ class LedConfig:
     kind: str = _opt("pwm", choices=("led", "pwm", "rgb"))
     pins: tuple[str, ...] = ("GPIO25",)
     active_high: bool = True
-    patterns: Mapping[str, Pattern] = _opt(dict(DEFAULT_PATTERNS))
+    patterns: Mapping[State, Pattern] = _opt(dict(DEFAULT_PATTERNS))
 
 
 # --- functions ---------------------------------------------------------------------------
@@ -317,7 +319,7 @@ class _Loader:
             self.problem(path, str(exc))
             return cls()
 
-    def patterns(self, raw: Any, path: str) -> Mapping[str, Pattern]:
+    def patterns(self, raw: Any, path: str) -> Mapping[State, Pattern]:
         merged = dict(DEFAULT_PATTERNS)
         if not isinstance(raw, Mapping):
             self.problem(path, f"must be a mapping of state to pattern, got {_kind(raw)}")
@@ -328,7 +330,7 @@ class _Loader:
                 continue
             if isinstance(spec, str):  # shorthand: "on", "off", "blink", "pulse"
                 spec = {"effect": spec}
-            merged[state] = self.dataclass(Pattern, spec, f"{path}.{state}")
+            merged[State(state)] = self.dataclass(Pattern, spec, f"{path}.{state}")
         return merged
 
     def value(self, hint: Any, raw: Any, path: str, meta: Mapping[str, Any]) -> Any:
@@ -533,11 +535,6 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     if loader.duplicates:
         raise ConfigError([f"{path}: {d}" for d in loader.duplicates])
     return parse_config(raw)
-
-
-def default_config() -> Config:
-    """The built-in defaults (equal to config/speakerd.yaml)."""
-    return Config()
 
 
 def config_to_dict(cfg: Any) -> Any:

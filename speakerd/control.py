@@ -20,10 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
-
-if TYPE_CHECKING:
-    from .session import Turn
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -89,23 +86,72 @@ class LinkMeter:
             return self._closed_seconds + sum(now - t for t in self._up.values())
 
 
-def turn_figures(turn: Turn) -> dict[str, Any]:
-    """One turn's latencies for `speakerd ctl status`, in milliseconds and seconds."""
-    def ms(a: float | None, b: float | None) -> float | None:
-        return None if a is None or b is None else round((a - b) * 1000, 1)
+@dataclass(frozen=True)
+class ReloadOutcome:
+    """How the latest reload ended; it read the config after every request up to `covers`."""
+    count: int = 0
+    covers: int = 0
+    ok: bool = True
+    message: str = ""
 
-    agent = turn.agent
-    return {
-        "number": turn.number,
-        "press_to_first_byte_ms": ms(turn.first_byte, turn.press),
-        "end_of_speech_to_first_audio_ms": ms(turn.first_audio, turn.speech_end),
-        "agent_total_s": agent.total_latency if agent is not None else None,
-        "agent_tts_s": agent.tts_latency if agent is not None else None,
-        "agent_ttt_s": agent.ttt_latency if agent is not None else None,
-        "interrupt_to_silence_ms": ms(turn.interrupt_to_silence, 0.0),
-        "underruns": turn.underruns,
-        "line": turn.line(),
-    }
+
+class ServiceControls:
+    """What the socket may do to the running daemon: the button's press and release, status, reload.
+
+    It reaches the current generation of parts through `parts()` (a reload replaces them) and
+    only posts events or reads small values, so the session stays the only writer of state.
+    """
+
+    def __init__(self, parts: Callable[[], Any], request_reload: Callable[[], None],
+                 meter: LinkMeter, clock: Callable[[], float] = time.monotonic) -> None:
+        self._parts = parts
+        self._request_reload = request_reload
+        self._meter = meter
+        self._clock = clock
+        # Written by the main thread only, replaced whole so the control thread reads a
+        # consistent outcome without a lock.
+        self.reload_outcome = ReloadOutcome()
+        # Reload requests, numbered; only the control thread counts, the main thread reads.
+        self.tickets = 0
+
+    def press(self) -> None:
+        parts = self._parts()
+        if parts is not None:
+            parts.press(self._clock())
+
+    def release(self) -> None:
+        parts = self._parts()
+        if parts is not None:
+            parts.release(self._clock())
+
+    def ask_reload(self) -> int:
+        self.tickets += 1
+        ticket = self.tickets
+        self._request_reload()
+        return ticket
+
+    def reloaded(self, covers: int, ok: bool, message: str) -> None:
+        """The main thread finished a reload that read the config after request `covers`."""
+        self.reload_outcome = ReloadOutcome(self.reload_outcome.count + 1, covers, ok, message)
+
+    def status(self) -> dict[str, Any]:
+        """State, last error, the agent link and the last turn, read without stopping anything."""
+        parts = self._parts()
+        session = parts.session if parts is not None else None
+        turns = list(session.turns) if session is not None else []
+        last = turns[-1] if turns else None
+        outcome = self.reload_outcome
+        return {
+            "state": str(session.state) if session is not None else "starting",
+            "last_error": session.last_error if session is not None else "",
+            "agent_connected": self._meter.connected,
+            "connected_seconds": round(self._meter.seconds(), 1),
+            "uptime_seconds": round(self._clock() - self._meter.started, 1),
+            "turns": last.number if last is not None else 0,
+            "last_turn": {**last.figures(), "line": last.line()} if last is not None else None,
+            "reload": {"count": outcome.count, "covers": outcome.covers, "ok": outcome.ok,
+                       "message": outcome.message},
+        }
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Builds and wires everything: start and stop order, signals, sd_notify, exit codes."""
+"""Builds and wires everything: start and stop order, signals, sd_notify, exit codes, control."""
 
 from __future__ import annotations
 
@@ -13,11 +13,23 @@ from types import FrameType
 from typing import Any
 
 from . import protocol
-from .agent import AgentLink, LinkDown, LinkUp, Received
+from .agent import AgentLink
 from .config import EX_CONFIG, Config, ConfigError, load_api_key, load_config
-from .control import SOCKET_NAME, ControlServer, LinkMeter, turn_figures
+from .control import SOCKET_NAME, ControlServer, LinkMeter, ServiceControls
+from .events import (
+    AgentConnected,
+    AgentDisconnected,
+    AgentEventReceived,
+    ButtonPressed,
+    ButtonReleased,
+    DeviceChanged,
+    Event,
+    State,
+    UplinkStarted,
+)
+from .journal import configure_logging
 from .router import Router
-from .session import ButtonPressed, ButtonReleased, DeviceChanged, Session, UplinkStarted
+from .session import Session
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +49,20 @@ class Hooks:
     open_source: Callable[[], Any] | None = None
     open_sink: Callable[[], Any] | None = None
     mixer_factory: Callable[[str, str], Any] | None = None
-    on_state: Callable[[str], None] | None = None
+    on_state: Callable[[State], None] | None = None
     on_text: Callable[[str, str], None] | None = None
 
 
+class PartsStuck(RuntimeError):
+    """A thread of the old parts would not stop: it still owns its device."""
+
+
 class Parts:
-    """One generation of running components, built from one config (a reload builds anew)."""
+    """One generation of running components, built from one config (a reload builds anew).
+
+    Building claims pins and devices; if any step fails, whatever was claimed is released
+    before the error propagates, so the caller may build again.
+    """
 
     def __init__(self, cfg: Config, api_key: str, notifier: Any, hooks: Hooks,
                  meter: LinkMeter | None = None) -> None:
@@ -60,51 +80,67 @@ class Parts:
         self.meter = meter
         # Before the first pin is claimed: no pin factory is one clear error, not a traceback.
         load_pin_factory()
-        self.leds = StatusLeds(cfg.leds)
-        self.convlog = ConversationLog(cfg.log.state_dir, enabled=cfg.log.conversation_log,
-                                       max_bytes=cfg.log.conversation_log_max_bytes,
-                                       backups=cfg.log.conversation_log_backups)
-        post = self._post
-        self.speaker = Speaker(
-            hooks.open_sink or (lambda: open_sink(cfg.audio.output)),
-            AudioFormat.from_output(cfg.audio.output), on_event=post,
-            late_audio_timeout=cfg.session.late_audio_timeout, chimes=cfg.chimes,
-            on_device=lambda ok, msg: post(DeviceChanged("speaker", ok, msg)))
-        recorder = None
-        if cfg.log.debug_audio_dir:
-            from .recorder import WavRecorder
-            recorder = WavRecorder(
-                cfg.log.debug_audio_dir, cfg.log.debug_audio_max_files,
-                rates={"uplink": cfg.audio.input.sample_rate, "reply": cfg.audio.output.sample_rate},
-                widths={"uplink": 2, "reply": 1 if cfg.audio.output.encoding == "mulaw" else 2})
-        self.router = Router(self.speaker, recorder)
-        self.mic = Mic(
-            hooks.open_source or (lambda: open_source(cfg.audio.input)),
-            AudioFormat.from_input(cfg.audio.input), self.router.uplink,
-            buffer_seconds=cfg.audio.input.connect_buffer_seconds,
-            on_device=lambda ok, msg: post(DeviceChanged("microphone", ok, msg)),
-            on_first_send=lambda t: post(UplinkStarted(t)))
-        gpio_pins = [(f.action.pin, f.action.active_high) for f in cfg.functions
-                     if f.action is not None and f.action.type == "gpio"]
-        self.outputs = GpioOutputs(gpio_pins) if gpio_pins else None
-        self.runner = FunctionRunner(cfg.functions, on_result=post,
-                                     mixer_factory=hooks.mixer_factory or AlsaMixer,
-                                     outputs=self.outputs)
-        self.session = Session(
-            cfg, connect=self._connect, mic=self.mic, speaker=self.speaker, leds=self.leds,
-            router=self.router, runner=self.runner, convlog=self.convlog, status=notifier,
-            on_state=hooks.on_state, on_text=hooks.on_text,
-            watchdog_interval=notifier.watchdog_interval() if notifier is not None else None)
-        self._button_cls = PushButton
         self.button: Any = None
         self.links: list[AgentLink] = []
+        self.outputs: GpioOutputs | None = None
+        self._built: list[tuple[str, Callable[[], object]]] = []  # how to undo each step, in order
+        try:
+            self.leds = StatusLeds(cfg.leds)
+            self._built.append(("leds", self.leds.close))
+            self.convlog = ConversationLog(cfg.log.state_dir, enabled=cfg.log.conversation_log,
+                                           max_bytes=cfg.log.conversation_log_max_bytes,
+                                           backups=cfg.log.conversation_log_backups)
+            self._built.append(("conversation log", self.convlog.close))
+            post = self._post
+            self.speaker = Speaker(
+                hooks.open_sink or (lambda: open_sink(cfg.audio.output)),
+                AudioFormat.from_output(cfg.audio.output), on_event=post,
+                late_audio_timeout=cfg.session.late_audio_timeout, chimes=cfg.chimes,
+                on_device=lambda ok, msg: post(DeviceChanged("speaker", ok, msg)))
+            recorder = None
+            if cfg.log.debug_audio_dir:
+                from .recorder import WavRecorder
+                recorder = WavRecorder(
+                    cfg.log.debug_audio_dir, cfg.log.debug_audio_max_files,
+                    rates={"uplink": cfg.audio.input.sample_rate,
+                           "reply": cfg.audio.output.sample_rate},
+                    widths={"uplink": 2, "reply": 1 if cfg.audio.output.encoding == "mulaw" else 2})
+            self.router = Router(self.speaker, recorder)
+            self.mic = Mic(
+                hooks.open_source or (lambda: open_source(cfg.audio.input)),
+                AudioFormat.from_input(cfg.audio.input), self.router,
+                buffer_seconds=cfg.audio.input.connect_buffer_seconds,
+                on_device=lambda ok, msg: post(DeviceChanged("microphone", ok, msg)),
+                on_first_send=lambda t: post(UplinkStarted(t)))
+            gpio_pins = [(f.action.pin, f.action.active_high) for f in cfg.functions
+                         if f.action is not None and f.action.type == "gpio"]
+            if gpio_pins:
+                self.outputs = GpioOutputs(gpio_pins)
+                self._built.append(("outputs", self.outputs.close))
+            self.runner = FunctionRunner(cfg.functions, on_result=post,
+                                         mixer_factory=hooks.mixer_factory or AlsaMixer,
+                                         outputs=self.outputs)
+            self._built.append(("functions", self.runner.close))
+            self.session = Session(
+                cfg, connect=self._connect, mic=self.mic, speaker=self.speaker, leds=self.leds,
+                router=self.router, runner=self.runner, convlog=self.convlog, status=notifier,
+                on_state=hooks.on_state, on_text=hooks.on_text,
+                watchdog_interval=notifier.watchdog_interval() if notifier is not None else None)
+        except BaseException:
+            self._undo()
+            raise
+        self._button_cls = PushButton
 
-    def _post(self, event: object) -> None:
+    def _undo(self) -> None:
+        for name, undo in reversed(self._built):
+            try:
+                undo()
+            except Exception:  # noqa: BLE001 - release the rest whatever one part does
+                log.exception("releasing %s failed", name)
+        self._built.clear()
+
+    def _post(self, event: Event) -> None:
         self.session.post(event)
-
-    def _close_outputs(self) -> None:
-        if self.outputs is not None:
-            self.outputs.close()
 
     def _connect(self, settings: str) -> AgentLink:
         cfg = self.cfg.agent
@@ -116,26 +152,38 @@ class Parts:
                          ca_file=cfg.ca_file)
         # Old links are kept only until their threads are gone, so a stop can join them.
         self.links = [old for old in self.links if old.alive()] + [link]
-        return link.start()
+        return link  # the session starts it once the router knows it
 
-    def _on_link_event(self, event: object) -> None:
+    def _on_link_event(self, event: AgentConnected | AgentDisconnected | AgentEventReceived) -> None:
         # agent-rx: the router acts in arrival order before the session hears of it.
-        if isinstance(event, Received):
+        if isinstance(event, AgentEventReceived):
             self.router.event(event.link, event.event)
-        elif self.meter is not None and isinstance(event, LinkUp):
+        elif self.meter is not None and isinstance(event, AgentConnected):
             self.meter.up(event.link)
-        elif self.meter is not None and isinstance(event, LinkDown):
+        elif self.meter is not None and isinstance(event, AgentDisconnected):
             self.meter.down(event.link)
         self.session.post(event)
 
     def start(self) -> None:
-        """Start in dependency order: outputs first, the button last (presses need a session)."""
-        self.leds.show("idle")
-        self.speaker.start()
-        self.mic.start()
-        self.session.start()
-        self.button = self._button_cls(
-            self.cfg.button, on_press=self.press, on_release=self.release)
+        """Start in dependency order: outputs first, the button last (presses need a session).
+
+        A failure part way stops what was started and releases every claimed device.
+        """
+        try:
+            self.leds.show(State.IDLE)
+            for name, start, stop in (
+                    ("speaker", self.speaker.start, lambda: self.speaker.stop(STOP_TIMEOUT / 4)),
+                    ("mic", self.mic.start, lambda: self.mic.stop(STOP_TIMEOUT / 4))):
+                if not start():
+                    raise PartsStuck(f"the previous {name} thread still owns its device")
+                self._built.append((name, stop))
+            self.session.start()
+            self._built.append(("session", lambda: self.session.stop(STOP_TIMEOUT / 4)))
+            self.button = self._button_cls(
+                self.cfg.button, on_press=self.press, on_release=self.release)
+        except BaseException:
+            self._undo()
+            raise
 
     def press(self, t: float) -> None:
         """The button went down (gpiozero's thread, or the control socket's)."""
@@ -149,33 +197,37 @@ class Parts:
         """The button came up."""
         self._post(ButtonReleased(t))
 
-    def stop(self) -> None:
-        """Stop in reverse order; every step is bounded and a stuck thread is logged, not waited on."""
+    def _close_button(self) -> None:
+        if self.button is not None:
+            self.button.close()
+
+    def stop(self) -> list[str]:
+        """Stop in reverse order; every step is bounded. Returns the threads that would not stop.
+
+        A stuck thread is logged, not waited on; it still holds its device, which is why the
+        caller must not build another generation over it.
+        """
+        wait = STOP_TIMEOUT / 4
         steps: list[tuple[str, Callable[[], object]]] = [
-            ("button", lambda: self.button and self.button.close()),
-            ("session", lambda: self.session.stop(STOP_TIMEOUT / 4)),
-            ("links", lambda: [link.join(STOP_TIMEOUT / 4) for link in self.links]),
-            ("mic", lambda: self.mic.stop(STOP_TIMEOUT / 4)),
-            ("speaker", lambda: self.speaker.stop(STOP_TIMEOUT / 4)),
+            ("button", self._close_button),
+            ("session", lambda: self.session.stop(wait)),
+            ("agent link", lambda: all([link.join(wait) for link in self.links])),
+            ("mic", lambda: self.mic.stop(wait)),
+            ("speaker", lambda: self.speaker.stop(wait)),
             ("functions", self.runner.close),
-            ("outputs", self._close_outputs),
+            ("outputs", self.outputs.close if self.outputs is not None else lambda: None),
             ("leds", self.leds.close),
             ("conversation log", self.convlog.close),
         ]
+        stuck: list[str] = []
         for name, step in steps:
             try:
-                step()
+                if step() is False:  # a thread's stop() says False when the thread lives on
+                    stuck.append(name)
             except Exception:  # noqa: BLE001 - one part failing to stop must not keep the rest running
                 log.exception("stopping %s failed", name)
-
-
-@dataclass(frozen=True)
-class ReloadOutcome:
-    """How the latest reload ended; it read the config after every request up to `covers`."""
-    count: int = 0
-    covers: int = 0
-    ok: bool = True
-    message: str = ""
+        self._built.clear()
+        return stuck
 
 
 class Daemon:
@@ -195,11 +247,7 @@ class Daemon:
         self.control_path = control_path
         self.control: ControlServer | None = None
         self.meter = LinkMeter()
-        # Written by the main thread only, replaced whole so the control thread reads a
-        # consistent outcome without a lock.
-        self.reload_outcome = ReloadOutcome()
-        # Reload requests over the control socket, numbered; only the control thread counts.
-        self._reload_tickets = 0
+        self.controls = ServiceControls(lambda: self.parts, self.request_reload, self.meter)
         # `speakerd run` sets this so that a reload applies log.level too; tests leave the
         # logging of their own process alone.
         self.set_log_level: Callable[[str], None] | None = None
@@ -242,11 +290,10 @@ class Daemon:
     def start(self) -> None:
         self._saved_excepthook = threading.excepthook
         threading.excepthook = self._thread_crashed
-        self.parts = Parts(self.cfg, self._api_key, self.notifier, self.hooks, self.meter)
-        self.parts.start()
+        self.parts = self._build(self.cfg, self._api_key)
         if self.control_path is not None:
             # Before READY=1: the unit hands the socket to its group once the service is up.
-            self.control = ControlServer(self.control_path, self).start()
+            self.control = ControlServer(self.control_path, self.controls).start()
         # Ready once the devices are being served; the network is not waited for (connect on press).
         self.notifier.ready()
         log.info("speakerd ready (%s dialect, button %s in %s mode)", self.cfg.agent.dialect,
@@ -279,12 +326,19 @@ class Daemon:
                 return EX_OK
             if self._reload_requested:
                 self._reload_requested = False
-                self.reload()
+                try:
+                    self.reload()
+                except Exception as exc:  # noqa: BLE001 - no parts run now: exit, systemd restarts us
+                    log.critical("reload failed and the previous config could not be restored: %s",
+                                 exc, exc_info=True)
+                    self._shutdown()
+                    self.exit_code = EX_CRASH
+                    return EX_CRASH
 
     def reload(self) -> bool:
         """Re-read the config; a broken file leaves the running config in place."""
         # Every request numbered so far was made before the file is read below.
-        covers = self._reload_tickets
+        covers = self.controls.tickets
         self.notifier.reloading()
         path = self.config_path
         try:
@@ -298,58 +352,40 @@ class Daemon:
             log.error("reload failed; still running the previous config")
             self.notifier.status(f"reload failed: {exc.problems[0]}"[:200])
             self.notifier.ready()
-            self.reload_outcome = ReloadOutcome(self.reload_outcome.count + 1, covers, False,
-                                                f"refused, still running the previous config: "
-                                                f"{'; '.join(exc.problems)}")
+            self.controls.reloaded(covers, False, f"refused, still running the previous config: "
+                                          f"{'; '.join(exc.problems)}")
             return False
         log.info("reloading the config from %s", path)
         if self.set_log_level is not None:
             self.set_log_level(cfg.log.level)
         if self.parts is not None:
-            self.parts.stop()
+            parts, self.parts = self.parts, None
+            stuck = parts.stop()
+            if stuck:
+                # They still own their devices: a new generation would be a second owner.
+                raise PartsStuck(f"{', '.join(stuck)} did not stop")
+        try:
+            self.parts = self._build(cfg, key)
+        except Exception as exc:  # noqa: BLE001 - a busy pin or a device error: keep serving
+            reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+            log.error("reload: cannot start with the new config (%s); back to the previous one",
+                      reason)
+            self.parts = self._build(self.cfg, self._api_key)  # failing again: run() exits
+            self.notifier.status(f"reload failed: {reason}"[:200])
+            self.notifier.ready()
+            self.controls.reloaded(covers, False, f"cannot start with the new config ({reason}); "
+                                          "back to the previous one")
+            return False
         self.cfg, self._api_key = cfg, key
-        self.parts = Parts(cfg, key, self.notifier, self.hooks, self.meter)
-        self.parts.start()
         self.notifier.ready()
-        self.reload_outcome = ReloadOutcome(self.reload_outcome.count + 1, covers, True,
-                                            f"applied {path}")
+        self.controls.reloaded(covers, True, f"applied {path}")
         return True
 
-    # --- the control socket's calls (its thread; each only posts or reads) ----------------
-
-    def press(self) -> None:
-        parts = self.parts
-        if parts is not None:
-            parts.press(time.monotonic())
-
-    def release(self) -> None:
-        parts = self.parts
-        if parts is not None:
-            parts.release(time.monotonic())
-
-    def ask_reload(self) -> int:
-        self._reload_tickets += 1
-        ticket = self._reload_tickets
-        self.request_reload()
-        return ticket
-
-    def status(self) -> dict[str, Any]:
-        """State, last error, the agent link and the last turn, read without stopping anything."""
-        parts = self.parts
-        session = parts.session if parts is not None else None
-        turns = list(session.turns) if session is not None else []
-        outcome = self.reload_outcome
-        return {
-            "state": session.state if session is not None else "starting",
-            "last_error": session.last_error if session is not None else "",
-            "agent_connected": self.meter.connected,
-            "connected_seconds": round(self.meter.seconds(), 1),
-            "uptime_seconds": round(time.monotonic() - self.meter.started, 1),
-            "turns": turns[-1].number if turns else 0,
-            "last_turn": turn_figures(turns[-1]) if turns else None,
-            "reload": {"count": outcome.count, "covers": outcome.covers, "ok": outcome.ok,
-                       "message": outcome.message},
-        }
+    def _build(self, cfg: Config, key: str) -> Parts:
+        """Build and start one generation; on failure nothing of it stays claimed."""
+        parts = Parts(cfg, key, self.notifier, self.hooks, self.meter)
+        parts.start()
+        return parts
 
     def stop(self) -> None:
         """Stop everything (idempotent): drop audio rather than drain it."""
@@ -371,38 +407,13 @@ class Daemon:
         log.info("stopped in %.2f s", time.monotonic() - started)
 
 
-class JournalFormatter(logging.Formatter):
-    """Starts every line with its syslog priority (<3> error ... <7> debug) for journald.
-
-    journald reads that prefix from a service's stderr (SyslogLevelPrefix= is on by default),
-    so `journalctl -p err -u speakerd` shows only errors. Each line of a multi-line record (a
-    traceback) carries it, since journald stores every line as an entry of its own.
-    """
-
-    def format(self, record: logging.LogRecord) -> str:
-        level = record.levelno
-        priority = (7 if level < logging.INFO else 6 if level < logging.WARNING else
-                    4 if level < logging.ERROR else 3 if level < logging.CRITICAL else 2)
-        return "\n".join(f"<{priority}>{line}" for line in super().format(record).splitlines())
-
-
-def configure_logging(level: str) -> None:
-    """Thread name in every line; under journald no timestamps (it adds its own) but priorities."""
-    fmt = "%(threadName)s %(levelname)s %(name)s: %(message)s"
-    journal = bool(os.environ.get("JOURNAL_STREAM"))
-    formatter = JournalFormatter(fmt) if journal else logging.Formatter("%(asctime)s " + fmt)
-    handler = logging.StreamHandler()
-    handler.setFormatter(formatter)
-    logging.basicConfig(level=getattr(logging, level, logging.INFO), handlers=[handler], force=True)
-
-
 def run_daemon(config_path: str) -> int:
     """`speakerd run`: load the config and the key, then serve. Exit 78 on bad config."""
-    from .audio import route_alsa_lib_errors
+    from .audio import quiet_alsa_lib
 
     configure_logging("INFO")
     # alsa-lib's own lines would reach the journal around our one line per missing device.
-    route_alsa_lib_errors()
+    quiet_alsa_lib()
     try:
         cfg = load_config(config_path)
         configure_logging(cfg.log.level)

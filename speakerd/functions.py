@@ -14,10 +14,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from .config import ActionConfig, FunctionConfig
+from .events import FunctionFinished
 
 if TYPE_CHECKING:  # typing only: this module must not import gpiozero at run time
     from .outputs import GpioOutputs
@@ -35,16 +35,6 @@ COMMAND_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-@dataclass(frozen=True)
-class FunctionResult:
-    """What one function call produced: the JSON content sent back to the agent."""
-    call_id: str
-    name: str
-    content: str
-    ok: bool
-    end_conversation: bool = False
-
-
 class Mixer(Protocol):
     """A volume control (audio.AlsaMixer on a device)."""
     def get_percent(self) -> int: ...
@@ -53,12 +43,6 @@ class Mixer(Protocol):
 
 class ActionError(Exception):
     """An action failed in an expected way; the message goes back to the agent."""
-
-
-def gpio_pins(functions: Sequence[FunctionConfig]) -> list[tuple[str, bool]]:
-    """The (pin, active_high) outputs that the `gpio` actions in a config need."""
-    return [(f.action.pin, f.action.active_high) for f in functions
-            if f.action is not None and f.action.type == "gpio" and f.action.pin]
 
 
 def _error(message: str, **extra: Any) -> str:
@@ -74,39 +58,63 @@ def _truncate(text: str, limit: int) -> tuple[str, bool]:
 
 
 class _Call:
-    """One call in flight: delivers exactly one result, whichever of action or timer is first."""
+    """One call in flight: delivers exactly one result, whichever of action or timer is first,
+    or none once the agent has withdrawn it."""
 
-    def __init__(self, call_id: str, name: str, deliver: Callable[[FunctionResult], None]) -> None:
+    def __init__(self, call_id: str, name: str, deliver: Callable[[FunctionFinished], None]) -> None:
         self.call_id = call_id
         self.name = name
         self._deliver = deliver
-        # The worker and the timeout timer race to answer; the lock makes the first one win.
+        # The worker, the timeout timer and a cancel race; the lock makes the first one win.
         self._lock = threading.Lock()
         self.done = False
+        self._cancelled = False
+        self._on_cancel: list[Callable[[], None]] = []
 
     def finish(self, content: str, ok: bool, end_conversation: bool = False) -> bool:
         with self._lock:
             if self.done:
                 return False
             self.done = True
-        self._deliver(FunctionResult(self.call_id, self.name, content, ok, end_conversation))
+        self._deliver(FunctionFinished(self.call_id, self.name, content, ok, end_conversation))
         return True
+
+    def on_cancel(self, stop: Callable[[], None]) -> None:
+        """Have `stop` end the running action if the call is withdrawn (at once if it was)."""
+        with self._lock:
+            if not self._cancelled:
+                self._on_cancel.append(stop)
+                return
+        stop()
+
+    def cancel(self) -> None:
+        """The agent withdrew the call: no answer goes back, and the action is stopped."""
+        with self._lock:
+            if self._cancelled:
+                return
+            self._cancelled = True
+            self.done = True  # a result that comes now is not delivered
+            stops, self._on_cancel = self._on_cancel, []
+        for stop in stops:
+            stop()
 
 
 class FunctionRunner:
     """Owns the declared client-side functions and runs their actions off the session thread."""
 
     def __init__(self, functions: Sequence[FunctionConfig], *,
-                 on_result: Callable[[FunctionResult], None],
+                 on_result: Callable[[FunctionFinished], None],
                  mixer_factory: Callable[[str, str], Mixer],
                  outputs: GpioOutputs | None = None) -> None:
         self._functions = {f.name: f for f in functions}
         self._on_result = on_result
         self._mixer_factory = mixer_factory
         self._outputs = outputs
-        # Guards the set of running workers and the closed flag (run() and close() race).
+        # Guards the running workers, the calls they serve and the closed flag (run(), cancel()
+        # and close() come from other threads than the workers).
         self._lock = threading.Lock()
         self._threads: set[threading.Thread] = set()
+        self._calls: dict[str, _Call] = {}
         self._closed = False
         # A "change" reads then writes the volume; two at once must not lose one of them.
         self._volume_lock = threading.Lock()
@@ -146,6 +154,7 @@ class FunctionRunner:
             else:
                 refusal = ""
                 self._threads.add(worker)
+                self._calls[call_id] = call
         if refusal:
             call.finish(_error(refusal), False)
             return
@@ -160,7 +169,7 @@ class FunctionRunner:
 
     def _work(self, call: _Call, action: ActionConfig, args: dict[str, Any]) -> None:
         try:
-            content, ok, end = self._perform(action, args)
+            content, ok, end = self._perform(call, action, args)
         except ActionError as exc:
             content, ok, end = _error(str(exc)), False, False
         except Exception as exc:
@@ -169,22 +178,33 @@ class FunctionRunner:
         finally:
             with self._lock:
                 self._threads.discard(threading.current_thread())
+                if self._calls.get(call.call_id) is call:
+                    del self._calls[call.call_id]
         if call.finish(content, ok, end):
             log.info("function %s %s", call.name, "done" if ok else f"failed: {content}")
         else:
-            log.warning("function %s finished after its timeout; result dropped", call.name)
+            log.info("function %s finished after its timeout or withdrawal; result dropped",
+                     call.name)
+
+    def cancel(self, call_id: str) -> None:
+        """The agent withdrew a call: it gets no answer, and a running command is killed."""
+        with self._lock:
+            call = self._calls.pop(call_id, None)
+        if call is not None:
+            call.cancel()
 
     def _timed_out(self, call: _Call, timeout: float) -> None:
         if call.finish(_error(f"timed out after {timeout:g} s"), False):
             log.warning("function %s timed out after %g s", call.name, timeout)
 
-    def _deliver(self, result: FunctionResult) -> None:
+    def _deliver(self, result: FunctionFinished) -> None:
         try:
             self._on_result(result)
         except Exception:  # the receiver only posts an event; a failure there is a bug to log
             log.exception("function %s: delivering the result failed", result.name)
 
-    def _perform(self, action: ActionConfig, args: dict[str, Any]) -> tuple[str, bool, bool]:
+    def _perform(self, call: _Call, action: ActionConfig,
+                 args: dict[str, Any]) -> tuple[str, bool, bool]:
         if action.type == "volume":
             return self._volume(action, args), True, False
         if action.type == "gpio":
@@ -194,7 +214,7 @@ class FunctionRunner:
         if action.type == "http":
             return _http(action, args)
         if action.type == "command":
-            return _command(action, args)
+            return _command(action, args, call)
         raise ActionError(f"unsupported action {action.type}")
 
     # --- actions -------------------------------------------------------------------------
@@ -337,7 +357,7 @@ def _read_bounded(stream: IO[bytes], limit: int) -> tuple[bytes, bool]:
     return bytes(kept), cut
 
 
-def _command(action: ActionConfig, args: dict[str, Any]) -> tuple[str, bool, bool]:
+def _command(action: ActionConfig, args: dict[str, Any], call: _Call) -> tuple[str, bool, bool]:
     argv = build_argv(action.argv, args)
     try:
         # No shell, no inherited environment, no stdin; a session of its own so a timeout
@@ -347,29 +367,30 @@ def _command(action: ActionConfig, args: dict[str, Any]) -> tuple[str, bool, boo
                                 close_fds=True, start_new_session=True)
     except OSError as exc:
         raise ActionError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
-    killed = threading.Event()
+    # Set when the command is over, when it overran, or when the agent withdrew the call.
+    stop = threading.Event()
+    timed_out = threading.Event()
 
-    def kill() -> None:
-        if proc.returncode is not None:
-            return  # already reaped: the group id may no longer be ours to signal
-        killed.set()
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    def watch() -> None:
+        if not stop.wait(action.timeout):
+            timed_out.set()
+        if proc.returncode is None:  # already reaped: the group id may no longer be ours
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # also ends the read below at EOF
+            except ProcessLookupError:
+                pass
 
-    # The killer ends a command that overruns, which also ends the read below at EOF.
-    killer = threading.Timer(action.timeout, kill)
-    killer.daemon = True
-    killer.start()
+    watcher = threading.Thread(target=watch, name=f"function-{call.name}-watch", daemon=True)
+    watcher.start()
+    call.on_cancel(stop.set)
     try:
         assert proc.stdout is not None
         with proc.stdout:
             raw, cut = _read_bounded(proc.stdout, action.max_output)
         code = proc.wait()
     finally:
-        killer.cancel()
-    if killed.is_set():
+        stop.set()
+    if timed_out.is_set():
         raise ActionError(f"timed out after {action.timeout:g} s")
     text, cut2 = _truncate(raw.decode("utf-8", "replace"), action.max_output)
     if code != 0:

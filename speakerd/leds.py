@@ -10,7 +10,8 @@ from typing import Any
 from colorzero import Color
 from gpiozero import LED, PWMLED, RGBLED
 
-from .config import DEFAULT_PATTERNS, STATES, LedConfig, Pattern
+from .config import DEFAULT_PATTERNS, LedConfig, Pattern
+from .events import State
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class _Light:
             self.device = _DimmablePWMLED(cfg.pins[0], active_high=cfg.active_high)
         else:
             self.device = LED(cfg.pins[0], active_high=cfg.active_high)
-        self.colors: dict[str, RGB] = {}
+        self.colors: dict[State, RGB] = {}
         if cfg.kind == "rgb":
             for state, pattern in cfg.patterns.items():
                 try:
@@ -62,10 +63,10 @@ class _Light:
                                 ",".join(cfg.pins), pattern.color, state)
                     self.colors[state] = (1.0, 1.0, 1.0)
 
-    def pattern(self, state: str) -> Pattern:
+    def pattern(self, state: State) -> Pattern:
         return self.cfg.patterns.get(state) or DEFAULT_PATTERNS[state]
 
-    def show(self, state: str) -> None:
+    def show(self, state: State) -> None:
         p = self.pattern(state)
         dev = self.device
         if isinstance(dev, RGBLED):
@@ -114,8 +115,8 @@ class StatusLeds:
         self._lights: list[_Light] = []
         # show() runs on the session thread while a demo or test reads state/history from another.
         self._lock = threading.Lock()
-        self.state = ""
-        self.history: list[str] = []
+        self.state: State | None = None
+        self.history: list[State] = []
         self._closed = False
         try:
             for cfg in leds:
@@ -131,11 +132,8 @@ class StatusLeds:
         """The gpiozero devices, in config order (for diagnostics and tests)."""
         return tuple(light.device for light in self._lights)
 
-    def show(self, state: str) -> None:
-        """Show one of config.STATES; showing the state already shown changes nothing."""
-        if state not in STATES:
-            log.warning("leds: unknown state %r ignored", state)
-            return
+    def show(self, state: State) -> None:
+        """Show a state's pattern; showing the state already shown changes nothing."""
         with self._lock:
             if self._closed or state == self.state:
                 return

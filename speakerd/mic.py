@@ -10,39 +10,39 @@ import threading
 import time
 from array import array
 from collections.abc import Callable, Iterator
+from typing import Protocol
 
 from .audio import AudioDeviceError, AudioFormat, Source, Throttle
+from .backoff import device_backoff
+from .uplink import UplinkMode
+from .worker import Worker
 
 log = logging.getLogger(__name__)
 
-_OFF, _BUFFER, _STREAM = "off", "buffer", "stream"
 _LEVEL_FRAMES = 25  # frames kept for level(): half a second at 20 ms
 
 
-def exponential_backoff(initial: float = 0.5, maximum: float = 10.0) -> Iterator[float]:
-    """0.5, 1, 2, 4 ... seconds, capped."""
-    delay = initial
-    while True:
-        yield delay
-        delay = min(maximum, delay * 2)
+class FrameSink(Protocol):
+    """Where the mic's frames go (the Router, which hands them to the current link)."""
+    def uplink(self, pcm: bytes) -> None: ...
 
 
 class Mic:
     """Owns the capture device and what happens to each period: discarded, buffered or sent."""
 
     def __init__(self, open_source: Callable[[], Source], fmt: AudioFormat,
-                 send: Callable[[bytes], None], *, buffer_seconds: float = 10.0,
+                 sink: FrameSink, *, buffer_seconds: float = 10.0,
                  on_device: Callable[[bool, str], None] | None = None,
                  on_first_send: Callable[[float], None] | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  backoff: Callable[[], Iterator[float]] | None = None):
         self._open_source = open_source
         self._fmt = fmt
-        self._send = send
+        self._sink = sink
         self._on_device = on_device
         self._on_first_send = on_first_send
         self._clock = clock
-        self._backoff = backoff or exponential_backoff
+        self._backoff = backoff or device_backoff
         self._silence = fmt.silence()
         # The uplink state below is written by the session's thread and read by the mic thread
         # once per period. The lock makes a command and a frame's handling atomic with respect to
@@ -50,18 +50,18 @@ class Mic:
         # after set_gate()/uplink_buffer() returns is already treated the new way.
         self._lock = threading.Lock()
         self._gate = False
-        self._mode = _OFF
+        self._mode = UplinkMode.OFF
         self._first_pending = False
         self._buffer: collections.deque[bytes] = collections.deque()
         self._buffer_max = max(1, math.ceil(buffer_seconds / fmt.period_seconds))
         self._overflow = Throttle(5.0, clock)
         self._dropped = 0
         self._recent: collections.deque[bytes] = collections.deque(maxlen=_LEVEL_FRAMES)
-        self._stop = threading.Event()  # set by stop(); every wait in the thread is on it
+        self._worker = Worker("mic", self._run)
+        self._stop = self._worker.stopping  # set by stop(); every wait in the thread is on it
         # Set by any command that may need audio again, and by stop(): the idle thread sleeps on it.
         self._wake = threading.Event()
         self.pauses = 0
-        self._thread: threading.Thread | None = None
         self._source: Source | None = None
         self.frames_read = 0
         self.frames_sent = 0
@@ -69,23 +69,17 @@ class Mic:
 
     # --- commands (any thread) -----------------------------------------------------------
 
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="mic", daemon=True)
-        self._thread.start()
+    def start(self) -> bool:
+        """Start the capture thread; False if a stuck one from before still owns the device."""
+        return self._worker.start()
 
-    def stop(self, timeout: float = 2.0) -> None:
-        thread = self._thread
-        if thread is None:
-            return
-        self._stop.set()
-        self._wake.set()
-        thread.join(timeout)
-        if thread.is_alive():
-            log.warning("mic thread did not stop within %.1f s (stuck in a device read?)", timeout)
-        self._thread = None
+    def stop(self, timeout: float = 2.0) -> bool:
+        """Stop capture and close the device; False if the thread is stuck (stuck in a read?)."""
+        return self._worker.stop(self._wake.set, timeout)
+
+    def alive(self) -> bool:
+        """Whether the capture thread still runs (a stuck one counts)."""
+        return self._worker.alive()
 
     def set_gate(self, live: bool) -> None:
         """True: microphone audio goes up; False: silence of the same cadence."""
@@ -97,28 +91,17 @@ class Mic:
         # After the change, not before: a mic thread going idle re-checks the state once woken.
         self._wake.set()
 
-    def uplink_off(self) -> None:
-        """No socket: frames are read and discarded."""
+    def set_uplink(self, mode: UplinkMode) -> None:
+        """Where frames go from the next period on: discarded, buffered in order, or sent."""
         with self._lock:
-            self._mode = _OFF
-            self._buffer.clear()
-
-    def uplink_buffer(self) -> None:
-        """The socket is connecting: keep frames, in order, until uplink_stream()."""
-        with self._lock:
-            if self._mode != _BUFFER:
-                self._buffer.clear()
-                self._mode = _BUFFER
+            if mode == self._mode:
+                return
+            if mode is UplinkMode.OFF or mode is UplinkMode.BUFFER:
+                self._buffer.clear()  # off: nothing waits; buffer: the press edge starts afresh
+            if mode is not UplinkMode.OFF:
+                # The turn's first byte is the first frame sent (or buffered) from now on.
                 self._first_pending = True
-        # After the change, not before: a mic thread going idle re-checks the state once woken.
-        self._wake.set()
-
-    def uplink_stream(self) -> None:
-        """The uplink is ready: send the buffer in order, then every new frame."""
-        with self._lock:
-            if self._mode != _STREAM:
-                self._mode = _STREAM
-                self._first_pending = True
+            self._mode = mode
         # After the change, not before: a mic thread going idle re-checks the state once woken.
         self._wake.set()
 
@@ -151,9 +134,9 @@ class Mic:
         """One period, from the device or the silence pacer: discard, buffer or send it."""
         with self._lock:
             frame = raw if self._gate else self._silence
-            if self._mode == _OFF:
+            if self._mode is UplinkMode.OFF:
                 return
-            if self._mode == _BUFFER:
+            if self._mode is UplinkMode.BUFFER:
                 if len(self._buffer) >= self._buffer_max:
                     self._buffer.popleft()
                     self._dropped += 1
@@ -169,10 +152,10 @@ class Mic:
             if self._buffer:
                 self._note_first_send()
                 while self._buffer:
-                    self._send(self._buffer.popleft())
+                    self._sink.uplink(self._buffer.popleft())
                     self.frames_sent += 1
             self._note_first_send()
-            self._send(frame)
+            self._sink.uplink(frame)
             self.frames_sent += 1
 
     def _note_first_send(self) -> None:
@@ -218,7 +201,7 @@ class Mic:
     def _idle(self) -> bool:
         """Nothing would leave the mic (no socket, gate shut): capture can stop."""
         with self._lock:
-            return self._mode == _OFF and not self._gate
+            return self._mode is UplinkMode.OFF and not self._gate
 
     def _sleep_while_idle(self) -> bool:
         """Stop the capture stream until a command needs audio; False when stopping.
@@ -254,10 +237,10 @@ class Mic:
                     try:
                         self._source = self._open_source()
                     except AudioDeviceError as exc:
+                        # The session logs the one user-facing line for this outage; each
+                        # retry is a debug line only, however long the device is missing.
+                        log.debug("microphone unavailable: %s", exc)
                         if not failed:
-                            # The session logs the one user-facing line for this outage; the
-                            # retries below stay quiet however long the device is missing.
-                            log.debug("microphone unavailable: %s", exc)
                             self._report(False, f"{exc} ({exc.key})")
                         failed = True
                         delays = delays or self._backoff()

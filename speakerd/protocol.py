@@ -635,33 +635,6 @@ def encode_function_response(dialect: Dialect | str, call_id: str, name: str, co
     return _dumps({"type": "FunctionCallResponse", "function_call_id": call_id, "output": content})
 
 
-def encode_update_prompt(dialect: Dialect | str, prompt: str) -> str:
-    """Replace the system prompt: V1 UpdatePrompt{prompt}, EA UpdateInstructions{instructions}."""
-    if Dialect(dialect) is Dialect.V1:
-        return _dumps({"type": "UpdatePrompt", "prompt": prompt})
-    return _dumps({"type": "UpdateInstructions", "instructions": prompt})
-
-
-def encode_update_speak(dialect: Dialect | str, speak: SpeakConfig) -> str:
-    """Change the voice: V1 {speak: {provider}}, EA {model}."""
-    if Dialect(dialect) is Dialect.V1:
-        return _dumps({"type": "UpdateSpeak", "speak": {"provider": _speak_provider_v1(speak)}})
-    return _dumps({"type": "UpdateSpeak", "model": speak.model})
-
-
-def encode_inject_agent_message(dialect: Dialect | str, message: str) -> str:
-    """Make the agent say a text now; the field is `message` in both dialects, not `content`."""
-    Dialect(dialect)
-    return _dumps({"type": "InjectAgentMessage", "message": message})
-
-
-def encode_inject_user_message(dialect: Dialect | str, content: str) -> str:
-    """A typed user turn (V1 only); ValueError on EA, which has no such message."""
-    if Dialect(dialect) is not Dialect.V1:
-        raise ValueError("InjectUserMessage does not exist in the early_access dialect")
-    return _dumps({"type": "InjectUserMessage", "content": content})
-
-
 def event_fields(event: ServerEvent) -> dict[str, Any]:
     """An event's fields as plain data (for logs and tests); nested calls become dicts."""
     return {name: _plain(value) for name, value in dataclasses.asdict(event).items()}

@@ -1,49 +1,94 @@
-"""The audio route between the devices and the current link, and where each reply starts."""
+"""Audio between the devices and the current link, and where each reply starts."""
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+from typing import Protocol
 
 from . import protocol
 
 
-class Router:
-    """Routes audio between the devices and the current link, and marks where a reply starts.
+class LinkAudio(Protocol):
+    """The uplink half of an agent link (AgentLink)."""
+    def send_audio(self, pcm: bytes) -> None: ...
 
-    Its receive half runs on the socket's receive thread, in arrival order with the audio
-    frames, because a reply marker handled later on the session thread would let audio of the
-    old reply through. The session thread only swaps the current link.
+
+class ReplyPlayer(Protocol):
+    """The playback half the router drives (Speaker)."""
+    def begin_reply(self) -> int: ...
+    def play(self, pcm: bytes) -> bool: ...
+    def end_reply(self) -> None: ...
+    def interrupt(self) -> None: ...
+
+
+class Recorder(Protocol):
+    """Diagnostic takes of each uplink turn and each reply (WavRecorder)."""
+    def begin(self, stream: str) -> None: ...
+    def add(self, stream: str, pcm: bytes) -> None: ...
+    def end(self, stream: str) -> object: ...
+
+
+class Router:
+    """Routes audio mic → link and link → speaker, and marks where each reply starts.
+
+    Its receive half runs on the link's receive thread, in arrival order with the audio frames:
+    a reply marker handled later on the session thread would let audio of the old reply through.
+    The session thread only swaps the current link.
     """
 
-    def __init__(self, speaker: Any, recorder: Any = None) -> None:
+    def __init__(self, speaker: ReplyPlayer, recorder: Recorder | None = None) -> None:
         self._speaker = speaker
-        self.recorder = recorder  # debug WAV takes of each uplink turn and each reply, or None
-        self.link: object | None = None  # only audio of the current link reaches the speaker
-        # A reply starts with the first assistant text (or AgentStartedSpeaking) after the user's
-        # text; later sentences of an interrupted reply must not reopen the gate.
+        self.recorder = recorder  # debug WAV takes, or None
+        # Guards _link, _awaiting_reply and _applied, written by the session thread (reset) and by the
+        # current link's receive thread (events). The check "is this my link" and the act on
+        # the event happen in one step under it: otherwise an old link's event that passed the
+        # check just before a swap could still change how the new link's first reply starts.
+        self._lock = threading.Lock()
+        self._link: LinkAudio | None = None  # only audio of this link reaches the speaker
+        # A reply starts with the first assistant text (or AgentStartedSpeaking) after the
+        # user's text; later sentences of an interrupted reply must not reopen playback.
         self._awaiting_reply = True
+        # Audio counts only after the link's SettingsApplied: a server that speaks before it
+        # accepted our settings (the audio format among them) is not one to play.
+        self._applied = False
 
-    def reset(self, link: object | None) -> None:
-        self.link = link
-        self._awaiting_reply = True
+    @property
+    def link(self) -> LinkAudio | None:
+        return self._link
+
+    def reset(self, link: LinkAudio | None) -> None:
+        """Session thread: route to this link from now on (before its threads start)."""
+        with self._lock:
+            self._link = link
+            self._awaiting_reply = True
+            self._applied = False
+
+    def barge_in(self) -> None:
+        """Session thread: the user took the floor (a press mid-reply or while the agent thinks).
+
+        The reply in progress is silenced by the speaker; the one the agent may still be about
+        to start for the old turn is not begun either, until the user's next transcript.
+        """
+        with self._lock:
+            self._awaiting_reply = False
+        self._speaker.interrupt()
 
     def uplink(self, pcm: bytes) -> None:
         """Mic thread: one frame up to the current link, if any (never blocks)."""
-        link = self.link  # one read: the session may swap it at any moment
+        # One read, no lock: a frame that reaches a link just replaced is harmless, since a
+        # closed link drops what it is given.
+        link = self._link
         if link is not None:
-            link.send_audio(pcm)  # type: ignore[attr-defined]
+            link.send_audio(pcm)
             if self.recorder is not None:
                 self.recorder.add("uplink", pcm)
 
     def audio(self, link: object, pcm: bytes) -> None:
-        if link is self.link and self._speaker.play(pcm) and self.recorder is not None:
+        """Receive thread: agent audio of `link`; played only if it is the current link."""
+        with self._lock:
+            played = link is self._link and self._applied and self._speaker.play(pcm)
+        if played and self.recorder is not None:
             self.recorder.add("reply", pcm)
-
-    def _begin_reply(self) -> None:
-        self._awaiting_reply = False
-        self._speaker.begin_reply()
-        if self.recorder is not None:
-            self.recorder.begin("reply")
 
     def record_turn(self, on: bool) -> None:
         """Session thread: start or end the debug take of what the user's turn sent up."""
@@ -51,20 +96,29 @@ class Router:
             (self.recorder.begin if on else self.recorder.end)("uplink")
 
     def event(self, link: object, event: protocol.ServerEvent) -> None:
-        if link is not self.link:
-            return
-        if isinstance(event, protocol.UserStartedSpeaking):
-            # The agent heard the user: stop its voice now, not after the session thread wakes.
-            self._speaker.interrupt()
-        elif isinstance(event, protocol.ConversationText):
-            if event.role == "user":
-                self._awaiting_reply = True
-            elif self._awaiting_reply:
-                self._begin_reply()
-        elif isinstance(event, protocol.AgentStartedSpeaking):
-            if self._awaiting_reply:
-                self._begin_reply()
-        elif isinstance(event, protocol.AgentAudioDone):
-            self._speaker.end_reply()
-            if self.recorder is not None:
+        """Receive thread: act on a server event in arrival order, if `link` is current."""
+        with self._lock:
+            if link is not self._link:
+                return
+            begun = ended = False
+            match event:
+                case protocol.SettingsApplied():
+                    self._applied = True
+                case protocol.UserStartedSpeaking():
+                    # The agent heard the user: stop its voice now, not after the session wakes.
+                    self._speaker.interrupt()
+                case protocol.ConversationText(role="user"):
+                    self._awaiting_reply = True
+                case protocol.ConversationText() | protocol.AgentStartedSpeaking():
+                    if self._awaiting_reply:
+                        self._awaiting_reply = False
+                        self._speaker.begin_reply()
+                        begun = True
+                case protocol.AgentAudioDone():
+                    self._speaker.end_reply()
+                    ended = True
+        if self.recorder is not None:
+            if begun:
+                self.recorder.begin("reply")
+            if ended:
                 self.recorder.end("reply")

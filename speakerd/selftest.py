@@ -6,7 +6,8 @@ import array
 import math
 import threading
 
-from .config import EX_CONFIG, STATES, ConfigError, load_config
+from .config import EX_CONFIG, ConfigError, load_config
+from .events import State
 
 # Levels are fractions of full scale: below this the mic is probably muted or unplugged.
 QUIET = 0.002
@@ -75,11 +76,11 @@ def selftest(config_path: str, *, seconds: float = 3.0, button_timeout: float = 
     leds = StatusLeds(cfg.leds)
     watching = threading.Event()  # never set: its wait is how long a person watches a pattern
     try:
-        for state in STATES:
+        for state in State:
             print(f"  {state}")
             leds.show(state)
             watching.wait(led_seconds)
-        leds.show("idle")
+        leds.show(State.IDLE)
     finally:
         leds.close()
 

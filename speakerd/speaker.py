@@ -11,37 +11,15 @@ from dataclasses import dataclass
 
 from . import chimes as chimes_mod
 from .audio import AudioDeviceError, AudioFormat, Sink
+from .backoff import device_backoff
 from .config import ChimesConfig
-from .mic import exponential_backoff
+from .events import PlaybackDrained, PlaybackInterrupted, PlaybackStarted
+from .worker import Worker
 
 log = logging.getLogger(__name__)
 
 _AUDIO, _END, _CHIME = "audio", "end", "chime"
 _IDLE_WAIT = 0.5  # seconds the idle thread sleeps on its queue; any command wakes it at once
-
-
-@dataclass(frozen=True)
-class PlaybackStarted:
-    """The first period of a reply went to the device."""
-    reply: int
-    t: float
-
-
-@dataclass(frozen=True)
-class PlaybackDrained:
-    """A reply has been played out: queue and device buffer are empty (or the device was lost)."""
-    reply: int
-    t: float
-    underruns: int
-    frames: int
-
-
-@dataclass(frozen=True)
-class PlaybackInterrupted:
-    """interrupt() took effect: the queue was discarded and the device dropped."""
-    t_request: float
-    t_dropped: float
-    discarded_bytes: int
 
 
 @dataclass(frozen=True)
@@ -55,7 +33,8 @@ class Speaker:
     """Owns the playback device; plays agent replies and chimes; drops everything on interrupt()."""
 
     def __init__(self, open_sink: Callable[[], Sink], fmt: AudioFormat, *,
-                 on_event: Callable[[object], None], late_audio_timeout: float = 1.5,
+                 on_event: Callable[[PlaybackStarted | PlaybackDrained | PlaybackInterrupted], None],
+                 late_audio_timeout: float = 1.5,
                  clock: Callable[[], float] = time.monotonic,
                  backoff: Callable[[], Iterator[float]] | None = None,
                  on_device: Callable[[bool, str], None] | None = None,
@@ -65,7 +44,7 @@ class Speaker:
         self._on_event = on_event
         self._late_timeout = late_audio_timeout
         self._clock = clock
-        self._backoff = backoff or exponential_backoff
+        self._backoff = backoff or device_backoff
         self._on_device = on_device
         self._chimes = chimes or ChimesConfig()
         self._period = fmt.period_bytes
@@ -81,13 +60,14 @@ class Speaker:
         self._discarding = False   # after interrupt(): late audio of the old reply is refused...
         self._late_deadline = 0.0  # ...until this time (pushed on by each refused chunk)
         self._interrupt: tuple[float, int] | None = None  # (request time, last reply to drop)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = Worker("speaker", self._run)
+        self._stop = self._worker.stopping
 
         # Thread-only state: touched by the speaker thread alone (and read for is_playing()).
         self._sink: Sink | None = None
         self._cur: int | None = None       # the reply being written
         self._started = False              # PlaybackStarted sent for self._cur
+        self._ended: int | None = None     # the last reply whose end marker was played through
         self._lost = False                 # the device failed; say when it is back
         self._pending = bytearray()        # audio of the current reply short of a whole period
         self._frames = 0
@@ -98,26 +78,21 @@ class Speaker:
 
     # --- commands (any thread) -----------------------------------------------------------
 
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="speaker", daemon=True)
-        self._thread.start()
+    def start(self) -> bool:
+        """Start the playback thread; False if a stuck one from before still owns the device."""
+        return self._worker.start()
 
-    def stop(self, timeout: float = 2.0) -> None:
-        """Drop (never drain) what is queued and close the device."""
-        thread = self._thread
-        if thread is None:
-            return
-        self._stop.set()
+    def stop(self, timeout: float = 2.0) -> bool:
+        """Drop (never drain) what is queued and close the device; False if the thread is stuck."""
+        return self._worker.stop(self._wake_all, timeout)
+
+    def alive(self) -> bool:
+        """Whether the playback thread still runs (a stuck one counts)."""
+        return self._worker.alive()
+
+    def _wake_all(self) -> None:
         with self._cond:
             self._cond.notify_all()
-        thread.join(timeout)
-        if thread.is_alive():
-            log.warning("speaker thread did not stop within %.1f s (stuck in a device write?)",
-                        timeout)
-        self._thread = None
 
     def begin_reply(self) -> int:
         """A new agent reply starts: audio is accepted again; returns its id."""
@@ -191,7 +166,7 @@ class Speaker:
 
     # --- the speaker thread ----------------------------------------------------------------
 
-    def _emit(self, event: object) -> None:
+    def _emit(self, event: PlaybackStarted | PlaybackDrained | PlaybackInterrupted) -> None:
         try:
             self._on_event(event)
         except Exception:  # a broken listener must not kill playback
@@ -278,17 +253,18 @@ class Speaker:
         if item.kind == _END:
             if item.reply == self._cur:
                 self._flush_tail()
+                self._ended = item.reply
             return
         if item.reply != self._cur:
             if self._cur is not None:
-                # A new reply without a drain of the old one in between: the old one has been
-                # fully handed to the device, so it is done as far as the session cares.
+                # A new reply straight after the old one: the sound never stopped, so there is
+                # no drain to report; the new reply carries on the old one's underrun count.
                 self._flush_tail()
-                self._finish(self._clock())
+            else:
+                self._xrun_base = self._sink_xruns()
             self._cur = item.reply
             self._started = False
             self._frames = 0
-            self._xrun_base = self._sink_xruns()
             self._pending.clear()
         self._pending += item.data
         whole = len(self._pending) - len(self._pending) % self._period
@@ -390,18 +366,19 @@ class Speaker:
         self._sink.drop()
         self._active = False
 
-    def _finish(self, t: float) -> None:
-        """The current reply has played out."""
+    def _finish(self, t: float, *, given_up: bool = False) -> None:
+        """The current reply stopped sounding (given_up: the speaker will not play the rest)."""
         reply = self._cur
         if reply is None:
             return
+        ended = given_up or self._ended == reply
         underruns = self._sink_xruns() - self._xrun_base
         self._cur = None
         with self._cond:
             if self._reply == reply and not any(i.reply == reply for i in self._items):
                 # The next play() without begin_reply() is a new reply, not more of this one.
                 self._reply_open = False
-        self._emit(PlaybackDrained(reply, t, max(0, underruns), self._frames))
+        self._emit(PlaybackDrained(reply, t, max(0, underruns), self._frames, ended))
 
     def _close_sink(self) -> None:
         if self._sink is not None:
@@ -432,7 +409,7 @@ class Speaker:
                     self._late_deadline = self._clock() + self._late_timeout
                     self._reply_open = False
             self._missing_reported = max(self._missing_reported, reply)
-            self._finish(self._clock())
+            self._finish(self._clock(), given_up=True)
         self._lost = True
 
     def _connect(self) -> bool:
@@ -443,9 +420,9 @@ class Speaker:
             try:
                 self._sink = self._open_sink()
             except AudioDeviceError as exc:
+                # The session logs the one user-facing line; each retry is a debug line only.
+                log.debug("speaker unavailable: %s", exc)
                 if not failed and not self._lost:  # a loss was reported already
-                    # The session logs the one user-facing line; the retries stay quiet.
-                    log.debug("speaker unavailable: %s", exc)
                     self._report(False, f"{exc} ({exc.key})")
                 failed = True
                 delays = delays or self._backoff()
@@ -474,4 +451,4 @@ class Speaker:
         for item in items:
             if item.kind == _AUDIO and item.reply > self._missing_reported:
                 self._missing_reported = item.reply
-                self._emit(PlaybackDrained(item.reply, self._clock(), 0, 0))
+                self._emit(PlaybackDrained(item.reply, self._clock(), 0, 0, True))

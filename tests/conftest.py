@@ -10,8 +10,9 @@ os.environ.pop("DEEPGRAM_API_KEY", None)
 
 pytest_plugins = [
     "tests.support.alsa",
-    "tests.support.pulse",
+    "tests.support.sound",
     "tests.support.pins",
     "tests.support.emulator",
     "tests.support.daemon",
+    "tests.support.process",
 ]

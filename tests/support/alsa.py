@@ -18,7 +18,6 @@ import os
 import sys
 import threading
 import time
-import wave
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,6 +27,8 @@ import pytest
 
 from speakerd.audio import AudioDeviceError
 from speakerd.config import AudioInputConfig, AudioOutputConfig
+from speakerd.emulator.sound import read_wav
+from speakerd.emulator.sound import wait_until as wait_until  # the suite's one polling wait
 
 AUDIO_DATA = Path(__file__).resolve().parent.parent / "data" / "audio"
 RATE = 16000
@@ -44,10 +45,8 @@ def fixture_path(name: str) -> Path:
 
 def load_wav(name_or_path: str | Path) -> bytes:
     """The raw frames (16 kHz mono S16_LE) of a fixture name or WAV path."""
-    path = Path(name_or_path) if isinstance(name_or_path, Path) else fixture_path(name_or_path)
-    with wave.open(str(path), "rb") as w:
-        assert (w.getnchannels(), w.getsampwidth()) == (1, 2), f"{path}: not mono 16-bit"
-        return w.readframes(w.getnframes())
+    return read_wav(Path(name_or_path) if isinstance(name_or_path, Path)
+                    else fixture_path(name_or_path))
 
 
 def ramp(frames: int, start: int = 0, *, base: int = 1000, span: int = 20000) -> bytes:

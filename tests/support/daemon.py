@@ -19,11 +19,12 @@ import pytest
 from speakerd.config import Config, parse_config
 from speakerd.daemon import Daemon, Hooks
 from speakerd.emulator import Emulator
+from speakerd.emulator.sound import PulseServer
+from speakerd.events import State
 from speakerd.notify import Notifier
 
-from .alsa import load_wav
+from .alsa import load_wav, wait_until
 from .emulator import TEST_KEY, fast_options
-from .pulse import PulseServer
 
 WAIT = 20.0  # generous: a busy 2-core CI machine must never make these flake
 BUTTON = "GPIO17"
@@ -155,11 +156,11 @@ class DaemonRig:
         """Press, speak, release, hear the reply out: back to idle."""
         n = len(self.states)
         self.press()
-        self.wait_state("listening", after=n)
+        self.wait_state(State.LISTENING, after=n)
         self.speak(fixture)
         self.release()
-        self.wait_state("speaking", after=n)
-        self.wait_state("idle", after=len(self.states))
+        self.wait_state(State.SPEAKING, after=n)
+        self.wait_state(State.IDLE, after=len(self.states))
 
     # --- observations -------------------------------------------------------------------
 
@@ -196,17 +197,6 @@ class DaemonRig:
     def led_history(self) -> list[str]:
         assert self.daemon.parts is not None
         return list(self.daemon.parts.leds.history)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = WAIT, step: float = 0.02) -> bool:
-    """Poll a predicate on an Event's clock until it holds or the timeout passes."""
-    deadline = time.monotonic() + timeout
-    tick = threading.Event()
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        tick.wait(step)
-    return predicate()
 
 
 @pytest.fixture

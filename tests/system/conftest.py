@@ -1,9 +1,10 @@
-"""The system tier: the installed service under a booted systemd (Debian 12 in systemd-nspawn).
+"""The system tier: the shipped unit file, the installer, the command line as installed, and the
+installed service under a booted systemd (Debian 12 in systemd-nspawn).
 
-Every test here carries the `system` marker. The figures each check measures are printed as
-it runs (visible with -s) and again, all together, in pytest's terminal summary.
-Where this machine cannot boot the container, the tier is skipped with the reason; with
-CI=true it fails instead, so CI never passes without having run it.
+Every test here carries the `system` marker. The figures the container checks measure are
+printed as they run (visible with -s) and again, all together, in pytest's terminal summary.
+Where this machine cannot boot the container, those checks are skipped with the reason; with
+CI=true they fail instead, so CI never passes without having run them.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ FIGURES: list[tuple[str, str]] = []
 KEY = "dgFAKEsystemtier-4e1f0a9b7c2d"
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test of this folder `system` (the hook sees the whole session's items)."""
     for item in items:
         if HERE in item.path.parents:
             item.add_marker(pytest.mark.system)

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import pytest
 import yaml
 
-from speakerd.emulator_audio import SpeechDetector, SpeechEnded
-from speakerd.emulator_link import EmulatorOptions
+from speakerd.emulator.audio import SpeechDetector, SpeechEnded
+from speakerd.emulator.options import EmulatorOptions
+from speakerd.events import State
 from tests.support.alsa import load_wav
 from tests.support.daemon import played_in_order
 
@@ -290,17 +291,20 @@ def test_a_whole_conversation_through_the_installed_service(
     """ctl press, speak into the mic, ctl release: the agent's reply (a parrot) reaches the speaker."""
     pid = service.wait_running()["MainPID"]
     assert poll("STATUS=idle with both devices open",
-                lambda: service.props()["StatusText"] == "idle")
+                lambda: service.props()["StatusText"] == State.IDLE)
     speech = load_wav("hello.wav")
     started = time.monotonic()
     service.ctl("press")
-    poll("listening", lambda: "listening" in service.states(pid))
+    poll("listening", lambda: State.LISTENING in service.states(pid))
     conversation.feeder.say(speech)
     service.ctl("release")
-    states = poll("the reply played out",
-                  lambda: s if (s := service.states(pid))[-1:] == ["idle"] and "speaking" in s else None)
+    def played_out() -> list[str] | None:
+        states = service.states(pid)
+        return states if states[-1:] == [State.IDLE] and State.SPEAKING in states else None
+
+    states = poll("the reply played out", played_out)
     took = time.monotonic() - started
-    assert states == ["connecting", "listening", "thinking", "speaking", "idle"], states
+    assert states == [State.CONNECTING, State.LISTENING, State.THINKING, State.SPEAKING, State.IDLE], states
     heard = service.box.host_path(SPEAKER_FILE).read_bytes()
     # The emulator parrots from its speech onset to its end of speech: its own detector, run
     # here on what was said, gives the reply to look for at the speaker.
@@ -313,7 +317,7 @@ def test_a_whole_conversation_through_the_installed_service(
                            f"{status['last_turn']['line']}")
     # The file plugin may still hold the last buffer (60 ms): at most one 50 ms chunk short.
     assert share >= 0.9, f"only {share:.0%} of the reply reached the speaker"
-    assert status["state"] == "idle" and status["agent_connected"] is True
+    assert status["state"] == State.IDLE and status["agent_connected"] is True
     assert 0 < status["connected_seconds"] <= status["uptime_seconds"]
     assert status["last_turn"]["press_to_first_byte_ms"] is not None
 
@@ -333,7 +337,7 @@ def test_status_shows_the_last_error(service: Service, conversation: Conversatio
     finally:
         service.systemctl("start", EMULATOR_UNIT)
         poll("the emulator listening", lambda: port_open(conversation.port))
-    poll("idle again", lambda: service.status()["state"] == "idle")
+    poll("idle again", lambda: service.status()["state"] == State.IDLE)
 
 
 # --- stop, crashes, watchdog -----------------------------------------------------------------------

@@ -1,0 +1,16 @@
+"""The unit tier: pure logic, no threads, devices or sockets; the whole folder runs in seconds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test of this folder `unit` (the hook sees the whole session's items)."""
+    for item in items:
+        if HERE in item.path.parents:
+            item.add_marker(pytest.mark.unit)

@@ -1,0 +1,121 @@
+"""The house rules of the package layout: each device library is imported by its one owner."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "speakerd"
+
+# library -> the only modules allowed to import it (design.md §2)
+OWNERS = {
+    "alsaaudio": {"audio"},
+    "gpiozero": {"button", "leds", "outputs"},
+    "websocket": {"agent"},
+    "websockets": {"emulator"},
+    "asyncio": set(),
+}
+
+
+def _room(path: Path) -> str:
+    """A top-level module's name, or its subpackage's for a module inside one (emulator/...)."""
+    relative = path.relative_to(PACKAGE)
+    return relative.parts[0] if len(relative.parts) > 1 else path.stem
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("library", sorted(OWNERS))
+def test_only_the_owner_module_imports_each_device_library(library: str) -> None:
+    """alsaaudio, gpiozero and websocket each stay behind one module; no asyncio anywhere."""
+    importers = {_room(path) for path in PACKAGE.rglob("*.py") if library in _imports(path)}
+    assert importers <= OWNERS[library], f"{library} imported by {sorted(importers - OWNERS[library])}"
+
+
+def test_protocol_is_pure() -> None:
+    """The codec imports no sockets, threads or device libraries."""
+    forbidden = {"socket", "threading", "websocket", "websockets", "alsaaudio", "gpiozero"}
+    assert not _imports(PACKAGE / "protocol.py") & forbidden
+
+
+def _speakerd_imports(path: Path) -> set[str]:
+    """The speakerd modules a file imports, as absolute names (`from .. import x` included)."""
+    package = list(path.relative_to(PACKAGE.parent).with_suffix("").parts[:-1])
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+    return {name for name in found if name.split(".")[0] == "speakerd"}
+
+
+def test_the_emulator_shares_no_code_with_the_codec() -> None:
+    """The emulator is the codec's test oracle: none of its modules imports speakerd.protocol."""
+    importers = sorted(path.name for path in (PACKAGE / "emulator").glob("*.py")
+                       if "speakerd.protocol" in _speakerd_imports(path))
+    assert importers == []
+ROOT = PACKAGE.parent
+STATE_WORDS = {"idle", "connecting", "listening", "thinking", "speaking", "offline", "error"}
+
+
+def _python_files() -> list[Path]:
+    return sorted(p for folder in ("speakerd", "tests", "scripts", "bench")
+                  for p in (ROOT / folder).rglob("*.py") if ".venv" not in p.parts)
+
+
+def _event_names() -> set[str]:
+    tree = ast.parse((PACKAGE / "events.py").read_text(encoding="utf-8"))
+    return {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
+
+
+def test_every_event_class_is_defined_once_in_events() -> None:
+    """No module or test builds a look-alike of an inbox event (or of State): all import them."""
+    names = _event_names()
+    assert {"State", "ButtonPressed", "PlaybackDrained", "FunctionFinished"} <= names
+    twins = [f"{path.relative_to(ROOT)}:{node.lineno} {node.name}"
+             for path in _python_files() if path != PACKAGE / "events.py"
+             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+             if isinstance(node, ast.ClassDef) and node.name in names]
+    assert not twins, twins
+
+
+def _state_literals(path: Path) -> list[str]:
+    """String constants naming a state where a state is meant: compared, or shown/set."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        candidates: list[ast.expr] = []
+        if isinstance(node, ast.Compare):
+            candidates = [node.left, *node.comparators]
+            for c in list(candidates):
+                if isinstance(c, ast.Tuple | ast.List | ast.Set):
+                    candidates.extend(c.elts)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute | ast.Name):
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id
+            if name in {"show", "_set_state", "wait_state", "seen", "State"}:
+                candidates = list(node.args)
+        found += [f"{path.relative_to(ROOT)}:{c.lineno} {c.value!r}" for c in candidates
+                  if isinstance(c, ast.Constant) and c.value in STATE_WORDS]
+    return found
+
+
+def test_no_state_is_a_string_literal_outside_events() -> None:
+    """States are spelled State.X everywhere; the words live in events.py alone."""
+    literals = [hit for path in _python_files()
+                if "emulator" not in path.relative_to(ROOT).parts and path != PACKAGE / "events.py"
+                for hit in _state_literals(path)]
+    assert not literals, literals

@@ -1,0 +1,516 @@
+"""Unit tests of the session state machine, driven event by event with recording fakes."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from typing import Any
+
+import pytest
+
+from speakerd import protocol as p
+from speakerd.backoff import exponential_backoff
+from speakerd.config import Config, parse_config
+from speakerd.events import (
+    AgentConnected,
+    AgentDisconnected,
+    AgentEventReceived,
+    ButtonPressed,
+    ButtonReleased,
+    FunctionFinished,
+    PlaybackDrained,
+    PlaybackStarted,
+    State,
+)
+from speakerd.router import Router
+from speakerd.session import DRAIN_GRACE, Session
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeLink:
+    def __init__(self, settings: str) -> None:
+        self.settings = json.loads(settings)
+        self.audio: list[bytes] = []
+        self.texts: list[dict[str, Any]] = []
+        self.closed = False
+        self.started = False
+
+    def start(self) -> FakeLink:
+        self.started = True
+        return self
+
+    def send_audio(self, pcm: bytes) -> None:
+        self.audio.append(pcm)
+
+    def send_text(self, text: str) -> None:
+        self.texts.append(json.loads(text))
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Recorder:
+    """Records every call made on it, in order, across the fakes."""
+
+    def __init__(self, log: list[tuple[str, ...]], name: str) -> None:
+        self._log, self._name = log, name
+        self.playing = False
+
+    def __getattr__(self, attr: str) -> Any:
+        def call(*args: Any) -> Any:
+            self._log.append((self._name, attr, *map(str, args)))
+            return 1
+        return call
+
+    def is_playing(self) -> bool:
+        return self.playing
+
+
+@dataclasses.dataclass
+class Rig:
+    session: Session
+    clock: Clock
+    calls: list[tuple[str, ...]]
+    links: list[FakeLink]
+    states: list[str]
+
+    @property
+    def link(self) -> FakeLink:
+        return self.links[-1]
+
+    def send(self, event: Any) -> None:
+        self.session.handle(event)
+        self.session.tick()
+
+    def server(self, event: p.ServerEvent) -> None:
+        self.session.router.event(self.link, event)
+        self.send(AgentEventReceived(self.link, event, self.clock()))
+
+    def ready(self) -> None:
+        self.send(AgentConnected(self.link, self.clock()))
+        self.server(p.SettingsApplied())
+
+    def advance(self, seconds: float) -> None:
+        self.clock.now += seconds
+        self.session.tick()
+
+    def mic_calls(self) -> list[tuple[str, ...]]:
+        return [c for c in self.calls if c[0] == "mic"]
+
+
+def make_rig(cfg: Config | None = None, runner: Any = None) -> Rig:
+    cfg = cfg or Config()
+    calls: list[tuple[str, ...]] = []
+    links: list[FakeLink] = []
+    states: list[str] = []
+    clock = Clock()
+
+    def connect(settings: str) -> FakeLink:
+        links.append(FakeLink(settings))
+        return links[-1]
+
+    speaker = Recorder(calls, "speaker")
+    session = Session(cfg, connect=connect, mic=Recorder(calls, "mic"), speaker=speaker,
+                      leds=Recorder(calls, "leds"), router=Router(speaker), runner=runner,
+                      on_state=states.append, clock=clock, rng=lambda: 0.5)
+    session._show("idle")
+    session._apply_audio()
+    return Rig(session, clock, calls, links, states)
+
+
+def test_cold_press_buffers_from_the_edge_then_streams_after_settings_applied() -> None:
+    """A cold press opens the gate and buffers first; the buffer is sent only once settings apply."""
+    rig = make_rig()
+    rig.send(ButtonPressed(rig.clock()))
+    assert rig.session.state == State.CONNECTING
+    assert rig.mic_calls()[-2:] == [("mic", "set_gate", "True"), ("mic", "set_uplink", "buffer")]
+    rig.send(AgentConnected(rig.link, rig.clock()))
+    assert ("mic", "set_uplink", "stream") not in rig.mic_calls()
+    rig.server(p.SettingsApplied())
+    assert rig.mic_calls()[-1] == ("mic", "set_uplink", "stream")
+    assert rig.session.state == State.LISTENING
+
+
+def test_release_while_connecting_hands_the_turn_over_once_ready() -> None:
+    """Releasing before the socket is ready keeps the words buffered and goes to thinking on ready."""
+    rig = make_rig()
+    rig.send(ButtonPressed(rig.clock()))
+    rig.send(ButtonReleased(rig.clock()))
+    assert rig.session.state == State.CONNECTING
+    assert rig.mic_calls()[-1] == ("mic", "set_gate", "False")
+    rig.ready()
+    assert rig.session.state == State.THINKING
+    assert rig.mic_calls()[-1] == ("mic", "set_uplink", "stream")
+
+
+def test_hold_mode_full_turn_walks_the_led_states() -> None:
+    """press → speak → release → reply → drained gives the documented state sequence."""
+    rig = make_rig()
+    rig.send(ButtonPressed(rig.clock()))
+    rig.ready()
+    rig.send(ButtonReleased(rig.clock()))
+    rig.server(p.ConversationText("user", "hello"))
+    rig.server(p.ConversationText("assistant", "hi"))
+    rig.send(PlaybackStarted(1, rig.clock()))
+    rig.server(p.AgentAudioDone())
+    rig.send(PlaybackDrained(1, rig.clock(), 0, 0, True))
+    assert rig.states == [State.IDLE, State.CONNECTING, State.LISTENING, State.THINKING,
+                          State.SPEAKING, State.IDLE]
+
+
+def test_press_mid_reply_interrupts_and_listens() -> None:
+    """A press while speaking interrupts playback at once and the user is talking again."""
+    rig = make_rig()
+    rig.send(ButtonPressed(rig.clock()))
+    rig.ready()
+    rig.send(ButtonReleased(rig.clock()))
+    rig.send(PlaybackStarted(1, rig.clock()))
+    assert rig.session.state == State.SPEAKING
+    rig.calls.clear()
+    rig.send(ButtonPressed(rig.clock()))
+    assert ("speaker", "interrupt") in rig.calls
+    assert rig.session.state == State.LISTENING
+    assert ("mic", "set_gate", "True") in rig.calls
+
+
+def test_drain_without_audio_done_ends_speaking_after_the_grace() -> None:
+    """AgentAudioDone is only a hint: a drained speaker ends the reply after a short grace."""
+    rig = make_rig()
+    rig.send(ButtonPressed(rig.clock()))
+    rig.ready()
+    rig.send(ButtonReleased(rig.clock()))
+    rig.send(PlaybackStarted(1, rig.clock()))
+    rig.send(PlaybackDrained(1, rig.clock(), 0, 0, False))
+    assert rig.session.state == State.SPEAKING
+    rig.advance(DRAIN_GRACE - 0.1)
+    assert rig.session.state == State.SPEAKING
+    rig.advance(0.2)
+    assert rig.session.state == State.IDLE
+
+
+def test_idle_timeout_closes_the_socket_and_the_next_press_reconnects() -> None:
+    """The warm socket is closed after session.idle_timeout; a later press opens a new one."""
+    cfg = parse_config({"session": {"idle_timeout": 5}})
+    rig = make_rig(cfg)
+    rig.send(ButtonPressed(rig.clock()))
+    rig.ready()
+    rig.send(ButtonReleased(rig.clock()))
+    rig.send(PlaybackStarted(1, rig.clock()))
+    rig.send(PlaybackDrained(1, rig.clock(), 0, 0, True))
+    first = rig.link
+    rig.advance(4.0)
+    assert not first.closed
+    rig.advance(1.5)
+    assert first.closed
+    rig.send(ButtonPressed(rig.clock()))
+    assert len(rig.links) == 2 and rig.session.state == State.CONNECTING
+
+
+def test_drop_mid_reply_goes_offline_and_reconnects_with_the_context() -> None:
+    """A lost link mid-conversation shows offline, retries with backoff, and resends the turns."""
+    rig = make_rig()
+    rig.send(ButtonPressed(rig.clock()))
+    rig.ready()
+    rig.server(p.ConversationText("user", "what time is it"))
+    rig.send(ButtonReleased(rig.clock()))
+    rig.server(p.ConversationText("assistant", "it is noon"))
+    rig.send(PlaybackStarted(1, rig.clock()))
+    rig.send(AgentDisconnected(rig.link, rig.clock(), "connection lost"))
+    assert rig.session.state == State.OFFLINE
+    assert len(rig.links) == 1
+    rig.advance(0.6)  # reconnect_initial 0.5 with the jitter at its midpoint
+    assert len(rig.links) == 2
+    messages = rig.link.settings["agent"]["context"]["messages"]
+    assert [(m["role"], m["content"]) for m in messages] == [
+        ("user", "what time is it"), ("assistant", "it is noon")]
+    rig.ready()
+    assert rig.session.state == State.IDLE
+
+
+def test_key_refused_shows_error_and_does_not_hammer() -> None:
+    """A 401 at the handshake shows error; presses during the backoff do not reconnect."""
+    rig = make_rig()
+    rig.send(ButtonPressed(rig.clock()))
+    rig.send(AgentDisconnected(rig.link, rig.clock(), "the agent refused the API key (HTTP 401)", status=401))
+    assert rig.session.state == State.ERROR
+    rig.send(ButtonPressed(rig.clock()))
+    assert len(rig.links) == 1
+    rig.advance(5.0)
+    assert rig.session.state == State.IDLE
+    rig.send(ButtonPressed(rig.clock()))
+    assert len(rig.links) == 2
+
+
+def test_agent_error_ends_the_conversation_with_the_error_chime() -> None:
+    """A server Error is fatal: error chime, error state, socket closed."""
+    rig = make_rig()
+    rig.send(ButtonPressed(rig.clock()))
+    rig.ready()
+    rig.server(p.AgentError("INTERNAL_SERVER_ERROR", "boom"))
+    assert rig.session.state == State.ERROR
+    assert ("speaker", "chime", State.ERROR) in rig.calls
+    assert rig.link.closed
+
+
+def test_thinking_without_any_answer_times_out_to_idle() -> None:
+    """No reply within session.reply_timeout never wedges the state machine."""
+    rig = make_rig()
+    rig.send(ButtonPressed(rig.clock()))
+    rig.ready()
+    rig.send(ButtonReleased(rig.clock()))
+    assert rig.session.state == State.THINKING
+    rig.advance(Config().session.reply_timeout + 0.5)
+    assert rig.session.state == State.IDLE
+
+
+def test_toggle_mode_keeps_listening_between_turns_and_a_press_ends_it() -> None:
+    """Toggle: press starts a hands-free conversation, turns come from the agent, press ends it."""
+    rig = make_rig(parse_config({"button": {"mode": "toggle"}}))
+    rig.send(ButtonPressed(rig.clock()))
+    rig.ready()
+    for n in range(3):
+        rig.server(p.UserStartedSpeaking())
+        rig.server(p.ConversationText("user", f"question {n}"))
+        assert rig.session.state == State.THINKING
+        rig.send(PlaybackStarted(n + 1, rig.clock()))
+        assert rig.session.state == State.SPEAKING
+        assert rig.session._gate_live is False  # half duplex: the agent never hears itself
+        rig.send(PlaybackDrained(n + 1, rig.clock(), 0, 0, True))
+        assert rig.session.state == State.LISTENING
+        assert rig.session._gate_live is True
+    rig.send(ButtonPressed(rig.clock()))
+    assert rig.session.state == State.IDLE
+    assert ("speaker", "chime", "goodbye") in rig.calls
+
+
+def test_router_drops_late_audio_of_an_interrupted_reply() -> None:
+    """After UserStartedSpeaking, later sentences of the old reply never reopen playback."""
+    calls: list[tuple[str, ...]] = []
+    speaker = Recorder(calls, "speaker")
+    router = Router(speaker)
+    link = object()
+    router.reset(link)
+    router.event(link, p.ConversationText("assistant", "sentence one"))
+    router.event(link, p.UserStartedSpeaking())
+    router.event(link, p.ConversationText("assistant", "sentence two"))
+    assert [c[1] for c in calls] == ["begin_reply", "interrupt"]
+    router.event(link, p.ConversationText("user", "stop"))
+    router.event(link, p.ConversationText("assistant", "ok"))
+    assert [c[1] for c in calls] == ["begin_reply", "interrupt", "begin_reply"]
+    router.audio(object(), b"\0\0")  # audio of a stale link never reaches the speaker
+    assert calls[-1][1] == "begin_reply"
+
+
+@pytest.mark.parametrize("initial,maximum", [(0.5, 30.0), (1.0, 4.0)])
+def test_backoff_doubles_to_a_ceiling_with_jitter(initial: float, maximum: float) -> None:
+    """Reconnect delays double up to the ceiling, each within ±20 % jitter."""
+    delays = exponential_backoff(initial, maximum, rng=lambda: 1.0)
+    values = [next(delays) for _ in range(10)]
+    assert values[0] == pytest.approx(initial * 1.2)
+    assert max(values) == pytest.approx(maximum * 1.2)
+    assert values == sorted(values)
+
+
+def test_ending_a_toggle_conversation_while_offline_stops_the_reconnects() -> None:
+    """Toggle: a press while offline ends the conversation, and no reconnect follows."""
+    rig = make_rig(parse_config({"button": {"mode": "toggle"}}))
+    rig.send(ButtonPressed(rig.clock()))
+    rig.ready()
+    rig.send(AgentDisconnected(rig.link, rig.clock(), "connection lost"))
+    assert rig.session.state == State.OFFLINE
+    rig.send(ButtonPressed(rig.clock()))
+    assert rig.session.state == State.IDLE
+    rig.advance(60.0)
+    assert len(rig.links) == 1
+
+
+# --- the conversation defects a look-alike event class hid ------------------------------------
+
+
+def _speaking(rig: Rig, reply: int = 1) -> None:
+    """Press, release, and the agent's reply starts playing."""
+    rig.send(ButtonPressed(rig.clock()))
+    if not rig.session.connected:
+        rig.ready()
+    rig.send(ButtonReleased(rig.clock()))
+    rig.server(p.ConversationText("user", "hello"))
+    rig.server(p.ConversationText("assistant", "hi there"))
+    rig.send(PlaybackStarted(reply, rig.clock()))
+    assert rig.session.state == State.SPEAKING
+
+
+@pytest.mark.parametrize("mode", ["hold", "toggle"])
+def test_a_late_audio_done_of_an_interrupted_reply_does_not_end_the_next_one(mode: str) -> None:
+    """The old reply's AgentAudioDone arriving in the next turn leaves the new reply speaking
+    through its first pause, with the mic gate shut in half duplex."""
+    rig = make_rig(parse_config({"button": {"mode": mode}}))
+    rig.send(ButtonPressed(rig.clock()))
+    rig.ready()
+    if mode == "hold":
+        rig.send(ButtonReleased(rig.clock()))
+    rig.server(p.ConversationText("user", "tell me a story"))
+    rig.server(p.ConversationText("assistant", "once upon a time"))
+    rig.send(PlaybackStarted(1, rig.clock()))
+    # The user interrupts with a press (toggle mode too: half duplex cannot hear a voice).
+    rig.send(ButtonPressed(rig.clock()))
+    assert rig.session.state == State.LISTENING
+    if mode == "hold":
+        rig.send(ButtonReleased(rig.clock()))
+    rig.server(p.UserStartedSpeaking())
+    rig.server(p.ConversationText("user", "stop, tell me the weather"))
+    rig.server(p.EndOfThought())
+    rig.server(p.AgentAudioDone())  # owed by the interrupted reply (observed order)
+    rig.server(p.ConversationText("assistant", "sunny"))
+    rig.send(PlaybackStarted(2, rig.clock()))
+    assert rig.session.state == State.SPEAKING
+    rig.send(PlaybackDrained(2, rig.clock(), 0, 0, False))  # a pause in the new reply
+    rig.advance(0.5)
+    assert rig.session.state == State.SPEAKING
+    assert rig.session._gate_live is False
+    rig.send(PlaybackStarted(3, rig.clock()))  # the rest of it
+    rig.send(PlaybackDrained(3, rig.clock(), 0, 0, True))
+    assert rig.session.state == ("idle" if mode == "hold" else "listening")
+
+
+def test_a_withdrawn_function_call_is_never_answered() -> None:
+    """FunctionCallCancelled: the runner is told to stop and its late result is not sent."""
+    runner = Recorder([], "runner")
+    rig = make_rig(runner=runner)
+    _speaking(rig)
+    call = p.FunctionCall("call-1", "slow_thing", {}, client_side=True)
+    rig.server(p.FunctionCallRequest((call,)))
+    assert ("runner", "run", "call-1", "slow_thing", "{}", "") in runner._log
+    rig.server(p.FunctionCallCancelled(("call-1",)))
+    assert ("runner", "cancel", "call-1") in runner._log
+    rig.send(FunctionFinished("call-1", "slow_thing", '{"ok": true}', True))
+    assert not [t for t in rig.link.texts if t["type"] == "FunctionCallResponse"]
+
+
+def test_every_function_call_gets_exactly_one_answer() -> None:
+    """A call asked twice is run once; its result is sent once even if delivered twice."""
+    runner = Recorder([], "runner")
+    rig = make_rig(runner=runner)
+    _speaking(rig)
+    call = p.FunctionCall("call-2", "lamp", {}, client_side=True)
+    rig.server(p.FunctionCallRequest((call, call)))
+    assert [c for c in runner._log if c[1] == "run"] == [("runner", "run", "call-2", "lamp", "{}", "")]
+    rig.send(FunctionFinished("call-2", "lamp", '{"ok": true}', True))
+    rig.send(FunctionFinished("call-2", "lamp", '{"ok": true}', True))
+    answers = [t for t in rig.link.texts if t["type"] == "FunctionCallResponse"]
+    assert [a["id"] for a in answers] == ["call-2"]
+
+
+def test_the_router_knows_a_link_before_its_threads_start() -> None:
+    """A server that speaks the moment the socket opens is heard: the link is routed before start()."""
+    calls: list[tuple[str, ...]] = []
+    speaker = Recorder(calls, "speaker")
+    router = Router(speaker)
+
+    class EagerLink(FakeLink):
+        def start(self) -> FakeLink:
+            # What a fast server's first frames do on the receive thread as soon as it runs.
+            router.event(self, p.SettingsApplied())
+            router.event(self, p.ConversationText("assistant", "hello, I am your speaker"))
+            router.audio(self, b"\x01\x00" * 160)
+            return super().start()
+
+    links: list[FakeLink] = []
+
+    def connect(settings: str) -> FakeLink:
+        links.append(EagerLink(settings))
+        return links[-1]
+
+    session = Session(Config(), connect=connect, mic=Recorder(calls, "mic"), speaker=speaker,
+                      leds=Recorder(calls, "leds"), router=router, clock=Clock(), rng=lambda: 0.5)
+    session.handle(ButtonPressed(0.0))
+    assert links and links[0].started
+    assert ("speaker", "begin_reply") in calls
+    assert any(c[:2] == ("speaker", "play") for c in calls), calls
+
+
+def test_an_old_links_event_cannot_change_how_the_new_links_reply_starts() -> None:
+    """The router checks "is this my link" and acts on the event in one step: a link swap waits."""
+    calls: list[tuple[str, ...]] = []
+    router = Router(Recorder(calls, "speaker"))
+    old, new = object(), object()
+    router.reset(old)
+    checked, go_on = threading.Event(), threading.Event()
+
+    class SlowText(p.ConversationText):
+        """A real ConversationText whose role is read slowly, as a preempted thread would."""
+        @property  # type: ignore[misc]
+        def role(self) -> str:
+            checked.set()
+            go_on.wait(5)
+            return "assistant"
+
+    rx = threading.Thread(target=router.event, args=(old, SlowText.__new__(SlowText)))
+    rx.start()
+    assert checked.wait(5)
+    swap = threading.Thread(target=router.reset, args=(new,))
+    swap.start()
+    swap.join(0.2)  # the swap must wait for the old link's event to finish
+    go_on.set()
+    rx.join(5)
+    swap.join(5)
+    calls.clear()
+    router.event(new, p.ConversationText("assistant", "the new link's first reply"))
+    assert ("speaker", "begin_reply") in calls
+
+
+def test_the_router_plays_a_links_audio_only_after_its_settings_applied() -> None:
+    """Audio a server sends before it applied our settings (the audio format among them) is
+    never played; the same link's audio after SettingsApplied is."""
+    calls: list[tuple[str, ...]] = []
+    router = Router(Recorder(calls, "speaker"))
+    link = object()
+    router.reset(link)
+    router.audio(link, b"\x01\x00" * 160)
+    assert not any(c[1] == "play" for c in calls)
+    router.event(link, p.SettingsApplied())
+    router.audio(link, b"\x01\x00" * 160)
+    assert [c[1] for c in calls if c[1] == "play"] == ["play"]
+
+
+def test_toggle_a_press_while_the_agent_speaks_interrupts_and_the_next_ends() -> None:
+    """Toggle: a press mid-reply silences the agent and listens on; a press while listening ends."""
+    rig = make_rig(parse_config({"button": {"mode": "toggle"}}))
+    rig.send(ButtonPressed(rig.clock()))
+    rig.ready()
+    rig.server(p.ConversationText("user", "tell me a story"))
+    rig.server(p.ConversationText("assistant", "once upon a time"))
+    rig.send(PlaybackStarted(1, rig.clock()))
+    rig.calls.clear()
+    rig.send(ButtonPressed(rig.clock()))
+    assert ("speaker", "interrupt") in rig.calls
+    assert rig.session.state == State.LISTENING and rig.session._conversation
+    assert rig.session._gate_live is True
+    rig.send(ButtonPressed(rig.clock()))
+    assert rig.session.state == State.IDLE and not rig.session._conversation
+    assert ("speaker", "chime", "goodbye") in rig.calls
+
+
+def test_a_press_while_the_agent_thinks_drops_the_reply_it_was_about_to_give() -> None:
+    """The user took the floor: the old turn's reply is not played; the next turn's is."""
+    rig = make_rig()
+    rig.send(ButtonPressed(rig.clock()))
+    rig.ready()
+    rig.send(ButtonReleased(rig.clock()))
+    rig.server(p.ConversationText("user", "what is the time"))
+    assert rig.session.state == State.THINKING
+    rig.send(ButtonPressed(rig.clock()))  # never mind
+    rig.calls.clear()
+    rig.server(p.ConversationText("assistant", "it is noon"))  # the old turn's answer
+    assert ("speaker", "begin_reply") not in rig.calls
+    rig.send(ButtonReleased(rig.clock()))
+    rig.server(p.ConversationText("user", "what is the weather"))
+    rig.server(p.ConversationText("assistant", "sunny"))
+    assert ("speaker", "begin_reply") in rig.calls
