@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -104,8 +105,11 @@ def box() -> Iterator[ct.Container]:
         except ct.CannotBoot as exc:
             _cannot(str(exc))
         assert box is not None
-        figure("container", f"copied and booted in {time.monotonic() - started:.1f} s "
-                            f"(HEAD {commit[:12]}; log {log})")
+        dirty = subprocess.run(["git", "-C", str(ct.REPO), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=30, check=False).stdout.strip()
+        figure("container", f"copied and booted in {time.monotonic() - started:.1f} s (HEAD "
+                            f"{commit[:12]}{', without the uncommitted changes' if dirty else ''}; "
+                            f"log {log})")
         _scaffold(box)
         yield box
     finally:
