@@ -1,0 +1,89 @@
+"""Rules of the config that involve more than one key, one function per section."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from .schema import Config
+
+Problem = Callable[[str, str], None]  # (path, message): report one problem
+Reported = Callable[[str], bool]      # whether a problem was reported at or under a path already
+
+_LINEAR16_RATES = (8000, 16000, 24000, 32000, 48000)
+_MULAW_RATES = (8000, 16000)
+
+
+def cross_checks(cfg: Config, problem: Problem, has: Reported) -> None:
+    """Every rule across keys; each reports through `problem`."""
+    _session(cfg, problem)
+    _audio(cfg, problem)
+    _pins(cfg, problem, has)
+    _functions(cfg, problem)
+
+
+def _session(cfg: Config, problem: Problem) -> None:
+    s = cfg.session
+    if s.reconnect_initial > s.reconnect_max:
+        problem("session.reconnect_initial", "must not exceed session.reconnect_max")
+
+
+def _audio(cfg: Config, problem: Problem) -> None:
+    out = cfg.audio.output
+    if out.encoding == "mulaw" and out.sample_rate not in _MULAW_RATES:
+        problem("audio.output.sample_rate", "mulaw output supports only 8000 or 16000")
+    if out.encoding == "linear16" and out.sample_rate not in _LINEAR16_RATES:
+        problem("audio.output.sample_rate", "linear16 output supports 8000, 16000, 24000, "
+                                            "32000 or 48000")
+
+
+def _pins(cfg: Config, problem: Problem, has: Reported) -> None:
+    """The button and the LEDs: named, the right number, none claimed twice."""
+    for i, led in enumerate(cfg.leds):
+        want = 3 if led.kind == "rgb" else 1
+        if len(led.pins) != want:
+            problem(f"leds[{i}].pins", f"a {led.kind} LED needs {want} pin(s), got {len(led.pins)}")
+    if not cfg.button.pin.strip() and not has("button.pin"):
+        problem("button.pin", "must name a GPIO pin, e.g. GPIO17 or BOARD11")
+    claimed = {cfg.button.pin}
+    for i, led in enumerate(cfg.leds):
+        for pin in led.pins:
+            if not pin.strip():
+                if not has(f"leds[{i}].pins"):
+                    problem(f"leds[{i}].pins", "must name GPIO pins, e.g. GPIO25")
+            elif pin in claimed:
+                problem(f"leds[{i}].pins", f"{pin} is already in use")
+            claimed.add(pin)
+
+
+def _functions(cfg: Config, problem: Problem) -> None:
+    used_pins = [cfg.button.pin] + [p for led in cfg.leds for p in led.pins]
+    seen: set[str] = set()
+    names: set[str] = set()
+    for i, fn in enumerate(cfg.functions):
+        path = f"functions[{i}]"
+        if not fn.name or not fn.name.replace("_", "").replace("-", "").isalnum():
+            problem(f"{path}.name", "must be a non-empty name of letters, digits, _ or -")
+        if fn.name in names:
+            problem(f"{path}.name", f"duplicate function name {fn.name!r}")
+        names.add(fn.name)
+        if (fn.action is None) == (fn.endpoint is None):
+            problem(path, "needs exactly one of 'action' (run here) or 'endpoint' (run by the server)")
+        if not isinstance(fn.parameters, Mapping) or fn.parameters.get("type") != "object":
+            problem(f"{path}.parameters", "must be a JSON schema with type: object")
+        if fn.endpoint is not None and not fn.endpoint.url:
+            problem(f"{path}.endpoint.url", "is required")
+        a = fn.action
+        if a is None:
+            continue
+        if a.type == "gpio":
+            if not a.pin:
+                problem(f"{path}.action.pin", "is required for a gpio action")
+            elif a.pin in used_pins or a.pin in seen:
+                problem(f"{path}.action.pin", f"{a.pin} is already in use")
+            seen.add(a.pin)
+        if a.type == "http" and not a.url.startswith(("http://", "https://")):
+            problem(f"{path}.action.url", "must be an http:// or https:// URL")
+        if a.type == "command" and not a.argv:
+            problem(f"{path}.action.argv", "must be a non-empty list (no shell is used)")
+        if a.type == "volume" and a.min > a.max:
+            problem(f"{path}.action.min", "must not exceed action.max")

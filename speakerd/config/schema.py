@@ -1,0 +1,262 @@
+"""The configuration schema: one frozen dataclass per YAML section, with each key's default and
+validation limits (read by the loader)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..events import State
+
+DEFAULT_PATH = "/etc/speakerd/speakerd.yaml"
+EX_CONFIG = 78
+STATES = tuple(State)
+CREDENTIAL_NAME = "deepgram_api_key"
+
+
+class ConfigError(Exception):
+    """Every problem found in a config, one `section.key: message` per line."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+def _opt(default: Any, *, choices: tuple[str, ...] | None = None, min: float | None = None,
+         max: float | None = None, doc: str = "") -> Any:
+    """A dataclass field with validation metadata read by the loader."""
+    meta = {"choices": choices, "min": min, "max": max, "doc": doc}
+    if isinstance(default, (dict, list, tuple)) or dataclasses.is_dataclass(default):
+        frozen = default
+        return field(default_factory=lambda: frozen, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# --- agent -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ListenConfig:
+    """Speech-to-text settings sent to the agent."""
+    model: str = "nova-3"
+    keyterms: tuple[str, ...] = ()
+    smart_format: bool = False
+
+
+@dataclass(frozen=True)
+class ThinkConfig:
+    """The LLM behind the agent."""
+    provider: str = "open_ai"
+    model: str = "gpt-4o-mini"
+    prompt: str = ("You are a helpful voice assistant on a small speaker. "
+                   "Answer in one or two short spoken sentences.")
+    temperature: float | None = _opt(None, min=0, max=2)
+    endpoint_url: str = ""
+    endpoint_headers: Mapping[str, str] = _opt({})
+
+
+@dataclass(frozen=True)
+class SpeakConfig:
+    """Text-to-speech voice."""
+    provider: str = "deepgram"
+    model: str = "aura-2-thalia-en"
+    voice_id: str = ""
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """The Voice Agent connection and what the settings message says."""
+    dialect: str = _opt("v1", choices=("v1", "early_access"))
+    url: str = ""  # empty: the dialect's Deepgram endpoint
+    api_key_file: str = ""
+    ca_file: str = ""  # extra CA bundle; verification is never switched off
+    language: str = "en"
+    greeting: str = ""
+    listen: ListenConfig = _opt(ListenConfig())
+    think: ThinkConfig = _opt(ThinkConfig())
+    speak: SpeakConfig = _opt(SpeakConfig())
+    tags: tuple[str, ...] = ()
+    mip_opt_out: bool = False
+    experimental: bool = False
+    history: bool = True
+    settings_passthrough: Mapping[str, Any] = _opt({})
+    connect_timeout: float = _opt(10.0, min=0.5, max=120)
+    keepalive_interval: float = _opt(4.0, min=0.5, max=8)
+    ping_interval: float = _opt(5.0, min=1, max=60)
+
+
+# --- session -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """Timing of the conversation state machine."""
+    idle_timeout: float = _opt(30.0, min=0, max=3600)
+    reply_timeout: float = _opt(10.0, min=1, max=120)
+    late_audio_timeout: float = _opt(1.5, min=0.1, max=10)
+    max_turn_seconds: float = _opt(120.0, min=5, max=3600)
+    reconnect_initial: float = _opt(0.5, min=0.05, max=60)
+    reconnect_max: float = _opt(30.0, min=0.1, max=600)
+
+
+# --- audio -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AudioInputConfig:
+    """The microphone PCM."""
+    device: str = "default"
+    sample_rate: int = _opt(16000, min=8000, max=48000)
+    period_ms: int = _opt(20, min=5, max=100)
+    # Deep on purpose: capture latency is one period whatever the buffer, and 200 ms rides out
+    # a stall of the mic thread (e.g. while the socket connects) without losing speech.
+    periods: int = _opt(10, min=2, max=32)
+    connect_buffer_seconds: float = _opt(10.0, min=0.5, max=60)
+
+
+@dataclass(frozen=True)
+class AudioOutputConfig:
+    """The speaker PCM."""
+    device: str = "default"
+    sample_rate: int = _opt(24000, min=8000, max=48000)
+    encoding: str = _opt("linear16", choices=("linear16", "mulaw"))
+    period_ms: int = _opt(20, min=5, max=100)
+    periods: int = _opt(3, min=2, max=32)
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """Audio devices and the duplex policy."""
+    duplex: str = _opt("half", choices=("half", "full"))
+    input: AudioInputConfig = _opt(AudioInputConfig())
+    output: AudioOutputConfig = _opt(AudioOutputConfig())
+
+
+@dataclass(frozen=True)
+class ChimeConfig:
+    """One local sound."""
+    enabled: bool = True
+    volume: float = _opt(0.3, min=0, max=1)
+
+
+@dataclass(frozen=True)
+class ChimesConfig:
+    """Short sounds synthesised locally."""
+    press: ChimeConfig = _opt(ChimeConfig())
+    error: ChimeConfig = _opt(ChimeConfig())
+    goodbye: ChimeConfig = _opt(ChimeConfig())
+
+
+# --- button and LEDs ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ButtonConfig:
+    """The push button."""
+    pin: str = "GPIO17"
+    pull_up: bool = True
+    bounce_time: float = _opt(0.03, min=0, max=1)
+    mode: str = _opt("hold", choices=("hold", "toggle"))
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """How one LED shows one state."""
+    effect: str = _opt("off", choices=("off", "on", "blink", "pulse"))
+    on_time: float = _opt(0.5, min=0.01, max=10)
+    off_time: float = _opt(0.5, min=0.01, max=10)
+    brightness: float = _opt(1.0, min=0, max=1)
+    color: str = ""  # RGB LEDs only: a name ("red") or "#rrggbb"
+
+
+DEFAULT_PATTERNS: Mapping[State, Pattern] = {
+    State.IDLE: Pattern("off"),
+    State.CONNECTING: Pattern("blink", 0.1, 0.4, color="white"),
+    State.LISTENING: Pattern("on", color="blue"),
+    State.THINKING: Pattern("blink", 0.15, 0.15, color="yellow"),
+    State.SPEAKING: Pattern("pulse", 0.6, 0.6, color="green"),
+    State.OFFLINE: Pattern("blink", 0.05, 1.95, color="orange"),
+    State.ERROR: Pattern("blink", 1.0, 0.2, color="red"),
+}
+
+
+@dataclass(frozen=True)
+class LedConfig:
+    """One LED (plain, PWM or RGB) and its state-to-pattern table."""
+    kind: str = _opt("pwm", choices=("led", "pwm", "rgb"))
+    pins: tuple[str, ...] = ("GPIO25",)
+    active_high: bool = True
+    patterns: Mapping[State, Pattern] = _opt(dict(DEFAULT_PATTERNS))
+
+
+# --- functions ---------------------------------------------------------------------------
+
+ACTIONS = ("volume", "gpio", "end_conversation", "http", "command")
+
+
+@dataclass(frozen=True)
+class ActionConfig:
+    """The one allow-listed local action a function maps to."""
+    type: str = _opt("end_conversation", choices=ACTIONS)
+    # volume
+    card: str = "default"
+    control: str = "Master"
+    min: int = _opt(0, min=0, max=100)
+    max: int = _opt(100, min=0, max=100)
+    # gpio
+    pin: str = ""
+    active_high: bool = True
+    # http
+    url: str = ""
+    method: str = _opt("POST", choices=("GET", "POST", "PUT"))
+    headers: Mapping[str, str] = _opt({})
+    # command
+    argv: tuple[str, ...] = ()
+    max_output: int = _opt(2000, min=16, max=100000)
+    # all
+    timeout: float = _opt(5.0, min=0.1, max=60)
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    """A server-side function: the agent server calls this URL itself."""
+    url: str = ""
+    method: str = "post"
+    headers: Mapping[str, str] = _opt({})
+
+
+@dataclass(frozen=True)
+class FunctionConfig:
+    """A function the agent may call."""
+    name: str = ""
+    description: str = ""
+    parameters: Mapping[str, Any] = _opt({"type": "object", "properties": {}})
+    action: ActionConfig | None = None
+    endpoint: EndpointConfig | None = None
+
+
+# --- logging, state, debug ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LogConfig:
+    """Logging, the conversation log and diagnostic recordings."""
+    level: str = _opt("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    state_dir: str = "/var/lib/speakerd"
+    conversation_log: bool = True
+    conversation_log_max_bytes: int = _opt(1_000_000, min=1000, max=1_000_000_000)
+    conversation_log_backups: int = _opt(3, min=0, max=100)
+    debug_audio_dir: str = ""  # non-empty: save each reply and each uplink turn as WAV
+    debug_audio_max_files: int = _opt(20, min=1, max=10000)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole of speakerd.yaml."""
+    agent: AgentConfig = _opt(AgentConfig())
+    session: SessionConfig = _opt(SessionConfig())
+    audio: AudioConfig = _opt(AudioConfig())
+    chimes: ChimesConfig = _opt(ChimesConfig())
+    button: ButtonConfig = _opt(ButtonConfig())
+    leds: tuple[LedConfig, ...] = (LedConfig(),)
+    functions: tuple[FunctionConfig, ...] = ()
+    log: LogConfig = _opt(LogConfig())
+
+
