@@ -1,4 +1,4 @@
-"""The command line: run, check-config, devices, selftest, emulate."""
+"""The command line: run, check-config, devices, selftest, emulate, ctl."""
 
 from __future__ import annotations
 
@@ -54,6 +54,38 @@ def _emulate(args: argparse.Namespace) -> int:
     return emulator_main(args.rest)
 
 
+def _format_status(status: dict[str, object]) -> str:
+    lines = [f"state: {status.get('state')}",
+             f"last error: {status.get('last_error') or '-'}",
+             f"agent connected: {'yes' if status.get('agent_connected') else 'no'}",
+             f"connected: {status.get('connected_seconds')} s of {status.get('uptime_seconds')} s "
+             "since start (billed per connected second)"]
+    turn = status.get("last_turn")
+    lines.append(f"last turn: {turn.get('line') if isinstance(turn, dict) else '-'}")
+    reload = status.get("reload")
+    if isinstance(reload, dict) and reload.get("count"):
+        lines.append(f"last reload: {reload.get('message')}")
+    return "\n".join(lines)
+
+
+def _ctl(args: argparse.Namespace) -> int:
+    from .control import ControlError, request, wait_reload
+
+    try:
+        if args.action == "reload":
+            outcome = wait_reload(args.socket, timeout=args.timeout)
+            print(outcome.get("message", ""), file=sys.stdout if outcome.get("ok") else sys.stderr)
+            return 0 if outcome.get("ok") else 1
+        reply = request(args.action, args.socket, timeout=args.timeout)
+    except ControlError as exc:
+        print(f"speakerd ctl: {exc}", file=sys.stderr)
+        return 1
+    if args.action == "status":
+        reply.pop("ok", None)
+        print(json.dumps(reply, indent=2) if args.json else _format_status(reply))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="speakerd",
@@ -96,6 +128,22 @@ def build_parser() -> argparse.ArgumentParser:
                                    "options.", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER, help="emulator options (see --help)")
     p.set_defaults(func=_emulate)
+
+    from .control import DEFAULT_SOCKET, GROUP
+
+    p = sub.add_parser("ctl", help="control the running service: press, release, status, reload",
+                       description="Talk to the running service over its local socket "
+                                   f"({DEFAULT_SOCKET}; root or members of the group {GROUP}). "
+                                   "press/release act like the button; status prints the state, the "
+                                   "last error, the agent link, connected seconds and the last turn; "
+                                   "reload re-reads the config and waits for the outcome (exit 1 if "
+                                   "the file was refused).")
+    p.add_argument("action", choices=["press", "release", "status", "reload"])
+    p.add_argument("--json", action="store_true", help="status as JSON, for scripts")
+    p.add_argument("--socket", default=DEFAULT_SOCKET, help=f"the socket (default {DEFAULT_SOCKET})")
+    p.add_argument("--timeout", type=float, default=30.0,
+                   help="seconds to wait for the service (default 30)")
+    p.set_defaults(func=_ctl)
     return parser
 
 

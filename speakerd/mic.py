@@ -237,9 +237,11 @@ class Mic:
                     try:
                         self._source = self._open_source()
                     except AudioDeviceError as exc:
+                        # The session logs the one user-facing line for this outage; each
+                        # retry is a debug line only, however long the device is missing.
+                        log.debug("microphone unavailable: %s", exc)
                         if not failed:
-                            log.warning("microphone unavailable: %s", exc)
-                            self._report(False, str(exc))
+                            self._report(False, f"{exc} ({exc.key})")
                         failed = True
                         delays = delays or self._backoff()
                         if not self._wait_for_device(delays):
@@ -254,9 +256,9 @@ class Mic:
                 try:
                     raw = self._source.read()
                 except AudioDeviceError as exc:
-                    log.warning("microphone lost: %s", exc)
+                    log.debug("microphone lost: %s", exc)
                     self._close_source()
-                    self._report(False, str(exc))
+                    self._report(False, f"{exc} ({exc.key})")
                     failed = True
                     # Wait before reopening even after a loss: a device that opens but fails on
                     # every read must not make this loop spin.

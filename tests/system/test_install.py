@@ -89,7 +89,7 @@ def test_install_sets_modes_and_owners(installed: Path) -> None:
 
 
 def test_install_creates_the_user_in_audio_and_gpio(installed: Path) -> None:
-    """A system user with its own group, no login shell, and membership of audio and gpio."""
+    """A system user with its own group, no login shell, in audio and gpio; the ctl group."""
     user = _entries(installed, "passwd")["speakerd"]
     groups = _entries(installed, "group")
     assert int(user[2]) < 1000 and user[3] == groups["speakerd"][2]
@@ -97,6 +97,8 @@ def test_install_creates_the_user_in_audio_and_gpio(installed: Path) -> None:
     assert "speakerd" in groups["audio"][3].split(",")
     assert "speakerd" in groups["gpio"][3].split(",")
     assert groups["audio"][2] == "29"
+    # The control socket's opt-in group: created empty, members are the owner's choice.
+    assert groups["speakerd-ctl"][3] == ""
 
 
 def test_existing_groups_and_members_are_kept(tmp_path: Path) -> None:
@@ -216,7 +218,7 @@ def test_uninstall_keeps_the_config(installed: Path) -> None:
     assert not (installed / "opt" / "speakerd").exists()
     assert "speakerd" not in _entries(installed, "passwd")
     groups = _entries(installed, "group")
-    assert "speakerd" not in groups
+    assert "speakerd" not in groups and "speakerd-ctl" not in groups
     assert "speakerd" not in groups["audio"][3].split(",")
     assert "speakerd" not in groups["gpio"][3].split(",")
     etc = installed / "etc" / "speakerd"

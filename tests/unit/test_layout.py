@@ -155,6 +155,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     "convlog": set(),
     "recorder": set(),
     "notify": set(),
+    "journal": set(),
+    "control": set(),  # it reaches the session through the daemon's parts, never by import
     "selftest": {"audio", "button", "config", "events", "leds"},
     "emulator": {"config"},  # its sound rig builds device configs; never the codec
 }
