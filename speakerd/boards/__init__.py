@@ -84,3 +84,31 @@ def matching(cards: Iterable[Mapping[str, Any]]) -> list[BoardMatch]:
     boards built on the same codec and driver show the same card)."""
     cards = list(cards)
     return [BoardMatch(b, card) for b in _all().values() for card in cards if b.matches(card)]
+
+
+def _card_of(device: str) -> str | None:
+    """The card id in an ALSA device name such as plughw:CARD=seeed2micvoicec,DEV=0."""
+    rest = device.partition("CARD=")[2]
+    return rest.split(",")[0] or None if rest else None
+
+
+def advice(found: BoardMatch, seen: Iterable[str]) -> list[str]:
+    """YAML lines that make this board work with the cards seen: the board line, and a device of
+    its own for each sound device of the profile whose card is not here."""
+    seen = set(seen)
+    lines = [f"board: {found.board.name}"]
+    audio = found.board.config.get("audio") or {}
+    devices = {key: (audio.get(key) or {}).get("device", "") for key in ("input", "output")}
+    missing = {key: d for key, d in devices.items() if _card_of(d) not in (None, *seen)}
+    if not missing:
+        return lines
+    if len({_card_of(d) for d in devices.values()}) == 1:
+        # One card for both ways (a HAT, a speakerphone): this card under another id.
+        mine = f"plughw:CARD={found.card.get('id')}"
+        inner = ", ".join(f"{key}: {{device: \"{mine}\"}}" for key in missing)
+        gone = ", ".join(sorted(set(missing.values())))
+        lines.append(f"audio: {{{inner}}}   # the board's {gone} is not here")
+    else:
+        for key, device in missing.items():
+            lines.append(f"# audio.{key}.device: the board's {device} is not here: name yours")
+    return lines
