@@ -41,8 +41,10 @@ def print_devices(devices: dict[str, Any], as_json: bool = False) -> None:
     from . import boards
 
     seen = [str(card.get("id", "")) for card in devices.get("cards", [])]
-    fits: list[dict[str, Any]] = [{"board": m.board.name, "description": m.board.description, "card": m.card,
-             "config": boards.advice(m, seen)} for m in boards.matching(devices.get("cards", []))]
+    fits: list[dict[str, Any]] = [
+        {"board": m.board.name, "description": m.board.description, "card": m.card,
+         "config": boards.advice(m, seen)}
+        for m in boards.matching(devices.get("cards", []))]
     if as_json:
         print(json.dumps({**devices, "boards": fits}, indent=2))
         return
