@@ -46,7 +46,7 @@ class PixelAnimator:
         # is drawn, so a show() during the drawing makes the next wait return at once.
         self._wake = threading.Event()
         self._worker = Worker("leds", self._run)
-        self.sleeping = False  # the thread waits for a show(): nothing it shows moves
+        self.sleeping = False  # the thread waits for a show(): the latest looks are drawn and still
         self.failures = 0
 
     def start(self) -> bool:
@@ -59,7 +59,8 @@ class PixelAnimator:
         now = self._clock()
         with self._lock:
             self._looks = [light.look(state, now) for light in self._lights]
-        self._wake.set()
+            self.sleeping = False
+            self._wake.set()
 
     def _peak(self) -> float:
         if self._level is None:
@@ -102,9 +103,11 @@ class PixelAnimator:
             self._wake.clear()
             due = self._draw()
             if due is None:
-                self.sleeping = True
+                with self._lock:
+                    # Asleep only if no show() came in while drawing: `sleeping` then says the
+                    # latest looks are on the pixels and nothing will be written until the next.
+                    self.sleeping = not self._wake.is_set()
                 self._wake.wait()  # no timeout: only a show() or stop() changes what is shown
-                self.sleeping = False
             else:
                 self._wake.wait(max(0.0, due - self._clock()))
 
