@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 EX_OK = 0
 EX_CRASH = 1
 STOP_TIMEOUT = 2.0
+# The threads that own an audio device: one stuck in a read or write blocks a reload.
+DEVICE_OWNERS = ("mic", "speaker")
 
 
 @dataclass
@@ -189,10 +191,12 @@ class Parts:
             self.button.close()
 
     def stop(self) -> list[str]:
-        """Stop in reverse order; every step is bounded. Returns the threads that would not stop.
+        """Stop in reverse order; every step is bounded. Returns the device owners that would not
+        stop (mic, speaker).
 
-        A stuck thread is logged, not waited on; it still holds its device, which is why the
-        caller must not build another generation over it.
+        A stuck thread is logged, not waited on. A stuck device owner still holds its PCM, which
+        is why the caller must not build another generation over it; a link thread owns only its
+        own socket (it ends with its connect timeout) and the session thread no device.
         """
         wait = STOP_TIMEOUT / 4
         steps: list[tuple[str, Callable[[], object]]] = [
@@ -209,7 +213,8 @@ class Parts:
         stuck: list[str] = []
         for name, step in steps:
             try:
-                if step() is False:  # a thread's stop() says False when the thread lives on
+                # A thread's stop() says False when the thread lives on (it has logged why).
+                if step() is False and name in DEVICE_OWNERS:
                     stuck.append(name)
             except Exception:  # noqa: BLE001 - one part failing to stop must not keep the rest running
                 log.exception("stopping %s failed", name)

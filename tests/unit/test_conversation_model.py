@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -554,7 +558,20 @@ class Conversation(RuleBasedStateMachine):
         assert self.session.state is (State.IDLE if self.cfg.button.mode == "hold" else State.LISTENING)
 
 
+@pytest.fixture(autouse=True)
+def _quiet_session() -> Iterator[None]:
+    """The session logs each state change at INFO: thousands of steps would spend their time there."""
+    logger = logging.getLogger("speakerd")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    yield
+    logger.setLevel(level)
+
+
+# The number of random sequences: 200 keep the unit tier fast; CI sets SPEAKERD_MODEL_EXAMPLES
+# higher for a longer search.
+EXAMPLES = int(os.environ.get("SPEAKERD_MODEL_EXAMPLES", "200"))
 Conversation.TestCase.settings = settings(
-    max_examples=400, stateful_step_count=50, deadline=None,
+    max_examples=EXAMPLES, stateful_step_count=50, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 test_conversation = Conversation.TestCase

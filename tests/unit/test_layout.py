@@ -119,3 +119,61 @@ def test_no_state_is_a_string_literal_outside_events() -> None:
                 if "emulator" not in path.relative_to(ROOT).parts and path != PACKAGE / "events.py"
                 for hit in _state_literals(path)]
     assert not literals, literals
+
+
+# Which room of the package may import which (design.md §2, kept current here). A room is a
+# top-level module or a subpackage. The two flows read off it: mic → router → agent → router →
+# speaker, and button → session → leds; the state machine's helpers hang off the session.
+MAY_IMPORT: dict[str, set[str]] = {
+    "events": {"protocol"},  # typing only: AgentEventReceived carries a decoded server event
+    "backoff": set(),
+    "worker": set(),
+    "config": {"events"},
+    "protocol": {"config"},
+    "audio": {"config"},
+    "chimes": {"audio"},
+    "uplink": {"events"},
+    "mic": {"audio", "backoff", "uplink", "worker"},
+    "speaker": {"audio", "backoff", "chimes", "config", "events", "worker"},
+    "router": {"protocol"},
+    "agent": {"events", "protocol"},
+    "turns": {"protocol"},
+    "reconnect": {"backoff", "config"},
+    "connection": {"config", "events", "protocol", "reconnect", "router"},
+    "session": {"config", "connection", "events", "protocol", "reconnect", "router", "turns",
+                "uplink", "worker"},
+    "button": {"config"},
+    "leds": {"config", "events"},
+    "outputs": set(),
+    "functions": {"config", "events", "outputs"},  # outputs for typing only
+    "convlog": set(),
+    "recorder": set(),
+    "notify": set(),
+    "selftest": {"audio", "button", "config", "events", "leds"},
+    "emulator": {"config"},  # its sound rig builds device configs; never the codec
+}
+# Wiring and the command line may import any room but the emulator (a device never runs it);
+# the command line starts the emulator on request.
+WIRING = {"daemon": {"emulator"}, "__main__": set(), "__init__": {"emulator"}}
+
+
+def _rooms() -> dict[str, set[str]]:
+    imports: dict[str, set[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        room = _room(path)
+        found = {name.split(".")[1] for name in _speakerd_imports(path) if name.count(".") >= 1}
+        imports.setdefault(room, set()).update(found - {room})
+    return imports
+
+
+def test_each_room_imports_only_what_the_layout_allows() -> None:
+    """The internal import table: a new dependency between rooms is a decision, made here."""
+    rooms = _rooms()
+    unknown = sorted(set(rooms) - set(MAY_IMPORT) - set(WIRING))
+    assert not unknown, f"rooms missing from the layout table: {unknown}"
+    wrong = {room: sorted(found - MAY_IMPORT[room]) for room, found in rooms.items()
+             if room in MAY_IMPORT and found - MAY_IMPORT[room]}
+    assert not wrong, wrong
+    barred = {room: sorted(found & WIRING[room]) for room, found in rooms.items()
+              if room in WIRING and found & WIRING[room]}
+    assert not barred, barred
