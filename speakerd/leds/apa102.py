@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from gpiozero import DigitalOutputDevice, SPIDevice
+from gpiozero import DigitalOutputDevice, SPIDevice, SPISoftwareFallback
 
 from ..config import DEFAULT_PIXEL_PATTERNS, SPI0_CLOCK, SPI0_MOSI, SPI0_SELECT, LedConfig, Pattern
 from ..events import State
@@ -50,9 +51,22 @@ class HardwareBus(SPIDevice):
     gpiozero's mock factory a bit-banged bus whose pins a MockSPIDevice can listen to."""
 
     def __init__(self, device: int) -> None:
-        # Pins rather than port/device: no MISO, so GPIO9 stays free (the pixels answer nothing).
-        super().__init__(clock_pin=SPI0_CLOCK, mosi_pin=SPI0_MOSI, miso_pin=None,
-                         select_pin=SPI0_SELECT[device])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SPISoftwareFallback)
+            # Pins rather than port/device: no MISO, so GPIO9 stays free (pixels answer nothing).
+            super().__init__(clock_pin=SPI0_CLOCK, mosi_pin=SPI0_MOSI, miso_pin=None,
+                             select_pin=SPI0_SELECT[device])
+        for warning in caught:
+            if issubclass(warning.category, SPISoftwareFallback):
+                # gpiozero bit-bangs the same pins when /dev/spidev0.N cannot be opened: the
+                # pixels still light, at a CPU cost a user should know the cure for.
+                log.warning("leds: no hardware SPI for /dev/spidev0.%d (%s); the pixels are "
+                            "bit-banged instead, which costs CPU: switch SPI on (raspi-config, "
+                            "Interface Options) and check the user is in group spi",
+                            device, warning.message)
+            else:
+                warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                       warning.lineno)
 
     def write(self, data: bytes) -> None:
         self._spi.write(data)

@@ -283,3 +283,59 @@ def test_pixels_and_a_gpio_led_show_the_same_state(
     finally:
         leds.close()
         recorder.close()
+
+
+class NoSpidevFactory(MockFactory):
+    """Mock pins on a Pi whose /dev/spidev0.* cannot be opened (SPI switched off)."""
+
+    def _get_spi_class(self, shared: bool, hardware: bool) -> type:
+        if hardware:
+            return _NoSpidev
+        return super()._get_spi_class(shared, hardware)
+
+
+class _NoSpidev:
+    def __init__(self, **_: object) -> None:
+        raise OSError("can't open /dev/spidev0.1: No such file or directory")
+
+
+def test_without_spidev_the_pixels_are_bit_banged_and_the_log_says_so(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """SPI off: gpiozero falls back to toggling the same pins, the frames still arrive, and one
+    warning says how to get hardware SPI back."""
+    from gpiozero import Device
+    from gpiozero.pins.mock import MockPin
+
+    saved, factory = Device.pin_factory, NoSpidevFactory(pin_class=MockPin)
+    Device.pin_factory = factory
+    recorder = PixelRecorder("GPIO11", "GPIO10", "GPIO7")
+    try:
+        with caplog.at_level("WARNING", logger="speakerd.leds"):
+            leds = StatusLeds(parse_config({"board": "respeaker-2mic"}).leds)
+        try:
+            leds.show(State.ERROR)
+            assert wait_until(lambda: recorder.payloads()[-1:] == [frame([(255, 0, 0)] * 3, 8)])
+        finally:
+            leds.close()
+        assert "no hardware SPI for /dev/spidev0.1" in caplog.text and "switch SPI on" in caplog.text
+    finally:
+        recorder.close()
+        factory.reset()
+        Device.pin_factory = saved
+
+
+def test_the_plain_pi_profile_lights_its_pwm_led(mock_pins: MockFactory) -> None:
+    """pi-usb-mic: the GPIO25 LED is on while listening and dark when idle; the speakerphone
+    profile drives no LED at all."""
+    leds = StatusLeds(parse_config({"board": "pi-usb-mic"}).leds)
+    try:
+        leds.show(State.LISTENING)
+        assert mock_pins.pin("GPIO25").state == 1
+        leds.show(State.IDLE)
+        assert mock_pins.pin("GPIO25").state == 0
+    finally:
+        leds.close()
+    none = StatusLeds(parse_config({"board": "usb-speakerphone"}).leds)
+    assert none.devices == () and none.animator is None
+    none.show(State.LISTENING)
+    none.close()
