@@ -19,7 +19,7 @@ DARK: RGB = (0.0, 0.0, 0.0)
 
 FRAME_RATE = 25  # frames a second while a look moves: gpiozero's own pulse runs at 25
 METER_FLOOR_DB = -48.0  # a peak this far below full scale lights no pixel; 0 dBFS lights all
-METER_GLOW = 0.2  # the share of the colour every pixel keeps under a meter, so it reads "listening"
+METER_GLOW = 0.2  # the share of the colour every pixel keeps under a meter: it reads as listening
 
 
 def parse_color(text: str) -> RGB:

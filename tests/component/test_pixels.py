@@ -208,7 +208,7 @@ def test_the_meter_follows_the_microphone(
 def test_a_still_look_leaves_the_thread_asleep(
         make_chain: Callable[..., tuple[StatusLeds, PixelRecorder]]) -> None:
     """on and off send one frame, then the thread waits without a timeout: nothing more is sent."""
-    leds, rec = make_chain("respeaker-2mic", patterns={"listening": {"effect": "on", "color": "#102030"}})
+    leds, rec = make_chain("respeaker-2mic", patterns={State.LISTENING: {"effect": "on", "color": "#102030"}})
     rest(leds)
     before = len(rec.frames)
     leds.show(State.LISTENING)

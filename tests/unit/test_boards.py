@@ -168,3 +168,11 @@ def test_a_missing_second_card_is_pointed_out() -> None:
         "board: respeaker-4mic",
         "# audio.output.device: the board's plughw:CARD=Headphones is not here: name yours"]
     assert boards.advice(found, ["seeed4micvoicec", "Headphones"]) == ["board: respeaker-4mic"]
+
+
+def test_the_shipped_config_names_every_board() -> None:
+    """The comment above `board:` in config/speakerd.yaml lists each profile a user can name."""
+    text = (PROFILES.parents[1] / "config" / "speakerd.yaml").read_text(encoding="utf-8")
+    above = text[:text.index('\nboard: ""')]
+    listed = re.search(r"# Boards: (.+)\.", above)
+    assert listed is not None and sorted(listed.group(1).split(", ")) == NAMES
