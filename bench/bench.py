@@ -315,7 +315,7 @@ def bench_press(pa: PulseServer, emu: Emulator, tmp: Path, warm_n: int, cold_n: 
             if is_cold and emu.sessions:
                 expect(lambda: emu.sessions[-1].closed.is_set(), WAIT, "idle close")
             elif not is_cold:
-                expect(lambda: rig.state() == State.IDLE, WAIT, "idle")
+                expect(lambda: rig.state() == State.IDLE, WAIT, "back to idle")
             n_sessions = len(emu.sessions)
             if is_cold and i >= warm_n:
                 # Speech from the press edge: is any of it lost while the socket opens?

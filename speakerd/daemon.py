@@ -183,8 +183,10 @@ class Parts:
         # gpiozero's thread. Every press silences the agent, whatever the state, so the speaker
         # is told here (interrupt() only sets a flag) rather than after the session thread wakes:
         # that hop is what put a scheduling delay between the edge and silence.
-        self.speaker.interrupt()
+        # The press is posted first: the session must see it before the speaker's report of
+        # the interrupt, or a toggle press mid-reply would look like a press while listening.
         self._post(ButtonPressed(t))
+        self.speaker.interrupt()
 
     def _close_button(self) -> None:
         if self.button is not None:

@@ -71,6 +71,9 @@ class Speaker:
         self._lost = False                 # the device failed; say when it is back
         self._pending = bytearray()        # audio of the current reply short of a whole period
         self._frames = 0
+        # Grows with every period written (only this thread writes it; others read the int): a
+        # reply that sounds but stops growing means the device wedged in a write.
+        self.periods_written = 0
         self._xrun_base = 0
         self._active = False               # something was written since the last drop()
         self._missing_reported = 0         # replies discarded while the device is missing
@@ -158,6 +161,10 @@ class Speaker:
             if any(item.kind == _AUDIO for item in self._items):
                 return True
         return self._cur is not None
+
+    def progress(self) -> int:
+        """Periods written so far (any thread): stalls while nothing goes to the device."""
+        return self.periods_written
 
     @property
     def underruns(self) -> int:
@@ -306,6 +313,7 @@ class Speaker:
                 break
             sink.write(chunk)
             self._active = True
+            self.periods_written += 1
             done += real
             if reply and self._cur is not None:
                 self._frames += real // fb

@@ -13,6 +13,7 @@ Reported = Callable[[str], bool]      # whether a problem was reported at or und
 
 _LINEAR16_RATES = (8000, 16000, 24000, 32000, 48000)
 _MULAW_RATES = (8000, 16000)
+TOGGLE_MIN_IDLE = 5.0
 
 
 def cross_checks(cfg: Config, problem: Problem, has: Reported) -> None:
@@ -63,6 +64,9 @@ def _session(cfg: Config, problem: Problem) -> None:
     s = cfg.session
     if s.reconnect_initial > s.reconnect_max:
         problem("session.reconnect_initial", "must not exceed session.reconnect_max")
+    if cfg.button.mode == "toggle" and s.idle_timeout < TOGGLE_MIN_IDLE:
+        problem("session.idle_timeout", f"must be at least {TOGGLE_MIN_IDLE:g} s in toggle mode: a "
+                                        "hands-free conversation ends after this long with nothing said")
 
 
 def _audio(cfg: Config, problem: Problem) -> None:

@@ -590,3 +590,12 @@ def test_a_key_pasted_into_a_number_field_is_not_echoed() -> None:
     problems = _problems({"agent": {"connect_timeout": FAKE_KEY}})
     assert problems == [f"agent.connect_timeout: must be a number, got a string ({len(FAKE_KEY)} characters)"]
     assert FAKE_KEY not in "\n".join(problems)
+
+
+def test_toggle_mode_needs_an_idle_timeout_a_conversation_can_live_with() -> None:
+    """idle_timeout 0 would end a hands-free conversation the moment it connects: refused."""
+    with pytest.raises(ConfigError) as err:
+        parse_config({"button": {"mode": "toggle"}, "session": {"idle_timeout": 0}})
+    assert any(p.startswith("session.idle_timeout: must be at least 5 s in toggle mode")
+               for p in err.value.problems)
+    parse_config({"button": {"mode": "hold"}, "session": {"idle_timeout": 0}})  # hold: fine
