@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from .config import DEFAULT_PATH, EX_CONFIG, ConfigError, load_config
 
@@ -31,14 +32,34 @@ def _devices(args: argparse.Namespace) -> int:
     from .audio import list_devices
 
     devices = list_devices()
-    if args.json:
-        print(json.dumps(devices, indent=2))
-        return 0
+    print_devices(devices, as_json=args.json)
+    return 0
+
+
+def print_devices(devices: dict[str, Any], as_json: bool = False) -> None:
+    """The cards and PCMs, then the board profiles that fit these cards and the lines to use."""
+    from . import boards
+
+    seen = [str(card.get("id", "")) for card in devices.get("cards", [])]
+    fits: list[dict[str, Any]] = [
+        {"board": m.board.name, "description": m.board.description, "card": m.card,
+         "config": boards.advice(m, seen)}
+        for m in boards.matching(devices.get("cards", []))]
+    if as_json:
+        print(json.dumps({**devices, "boards": fits}, indent=2))
+        return
     for section, names in devices.items():
         print(f"{section}:")
         for name in names or ["(none)"]:
             print(f"  {name}")
-    return 0
+    print("boards that fit these cards:" if fits else "boards: none of the profiles fits these cards")
+    for fit in fits:
+        card = fit["card"]
+        print(f"  {fit['board']}: {fit['description']} (card {card.get('index', '?')}: {card.get('id')})")
+        for line in fit["config"]:
+            print(f"    {line}")
+    if len({f["card"].get("id") for f in fits}) < len(fits):
+        print("  (boards built on the same codec show the same card: pick yours by its LEDs and button)")
 
 
 def _selftest(args: argparse.Namespace) -> int:
@@ -108,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("devices", help="list ALSA cards and PCM names",
                        description="List ALSA cards and PCM names to put in audio.input.device and "
-                                   "audio.output.device (prefer names such as plughw:CARD=Name).")
+                                   "audio.output.device (prefer names such as plughw:CARD=Name), and "
+                                   "the board profiles (board: NAME) that fit the cards seen.")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_devices)
 

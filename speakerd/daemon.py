@@ -87,7 +87,7 @@ class Parts:
         self.outputs: GpioOutputs | None = None
         self._built: list[tuple[str, Callable[[], object]]] = []  # how to undo each step, in order
         try:
-            self.leds = StatusLeds(cfg.leds)
+            self.leds = StatusLeds(cfg.leds, level=self._mic_peak)
             self._built.append(("leds", self.leds.close))
             self.convlog = ConversationLog(cfg.log.state_dir, enabled=cfg.log.conversation_log,
                                            max_bytes=cfg.log.conversation_log_max_bytes,
@@ -140,6 +140,12 @@ class Parts:
             except Exception:  # noqa: BLE001 - release the rest whatever one part does
                 log.exception("releasing %s failed", name)
         self._built.clear()
+
+    def _mic_peak(self) -> float:
+        # The LED thread's meter; the mic is built after the LEDs, and a meter shows only while
+        # listening, by when it exists.
+        mic = getattr(self, "mic", None)
+        return mic.peak() if mic is not None else 0.0
 
     def _post(self, event: Event) -> None:
         self.session.post(event)

@@ -119,6 +119,20 @@ class Mic:
         rms = math.sqrt(sum(map(int.__mul__, samples, samples)) / len(samples)) / 32768
         return rms, min(1.0, peak)
 
+    def peak(self) -> float:
+        """The peak of the latest period read, 0..1: one period's samples, cheap enough for an
+        LED meter to poll at every frame (level() sums half a second of them)."""
+        try:
+            frame = self._recent[-1]  # a deque's ends are safe to read while the mic appends
+        except IndexError:
+            return 0.0
+        samples = array("h", frame)
+        if not samples:
+            return 0.0
+        if sys.byteorder != "little":
+            samples.byteswap()
+        return min(1.0, max(max(samples), -min(samples)) / 32768)
+
     @property
     def xruns(self) -> int:
         """Capture overruns over every device opened so far."""

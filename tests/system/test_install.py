@@ -116,6 +116,17 @@ def test_existing_groups_and_members_are_kept(tmp_path: Path) -> None:
     assert uid not in ("998", "999", "1000")
 
 
+def test_the_user_joins_spi_only_where_the_group_exists(tmp_path: Path, installed: Path) -> None:
+    """Raspberry Pi OS's spi group (it owns /dev/spidev*) gains the user; no group is invented."""
+    assert "spi" not in _entries(installed, "group")
+    root = tmp_path / "pi"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "group").write_text("audio:x:29:pi\nspi:x:995:pi\n", encoding="utf-8")
+    (root / "etc" / "passwd").write_text("pi:x:1000:1000::/home/pi:/bin/bash\n", encoding="utf-8")
+    assert _install(root).returncode == 0
+    assert _entries(root, "group")["spi"][2:] == ["995", "pi,speakerd"]
+
+
 def test_second_install_changes_nothing(installed: Path) -> None:
     """Running install again leaves every file, mode, owner and timestamp as it was."""
     before = _snapshot(installed)

@@ -127,7 +127,7 @@ def test_service_contract() -> None:
     assert _one("ExecStartPost") == f"+/bin/chgrp -h {GROUP} {DEFAULT_SOCKET}"
     assert _one("User") == _one("Group") == "speakerd"
     assert _one("SupplementaryGroups").split() == ["audio", "gpio"]
-    assert sorted(_values("DeviceAllow")) == ["char-alsa rw", "char-gpiochip rw"]
+    assert sorted(_values("DeviceAllow")) == ["char-alsa rw", "char-gpiochip rw", "char-spi rw"]
     assert _one("DevicePolicy") == "closed"
     assert _one("WantedBy", "Install") == "multi-user.target"
 

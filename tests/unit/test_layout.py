@@ -134,7 +134,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     "events": {"protocol"},  # typing only: AgentEventReceived carries a decoded server event
     "backoff": set(),
     "worker": set(),
-    "config": {"events"},
+    "boards": set(),  # data files and the words that spot them: nothing of ours
+    "config": {"boards", "events"},  # a board profile is merged before validation
     "protocol": {"config"},
     "audio": {"config"},
     "chimes": {"audio"},
@@ -149,7 +150,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "session": {"config", "connection", "events", "protocol", "reconnect", "router", "turns",
                 "uplink", "worker"},
     "button": {"config"},
-    "leds": {"config", "events"},
+    "leds": {"config", "events", "worker"},  # the pixels' one animation thread
     "outputs": set(),
     "functions": {"config", "events", "outputs"},  # outputs for typing only
     "convlog": set(),
