@@ -424,9 +424,10 @@ class Speaker:
 
     def _lose_device(self, exc: AudioDeviceError) -> None:
         """The device failed mid-use: report it, end the reply it was playing, reopen later."""
-        log.warning("speaker lost: %s", exc)
+        # The session logs the one user-facing line for this outage.
+        log.debug("speaker lost: %s", exc)
         self._close_sink()
-        self._report(False, str(exc))
+        self._report(False, f"{exc} ({exc.key})")
         self._pending.clear()
         self._active = False
         reply = self._cur
@@ -453,9 +454,10 @@ class Speaker:
             try:
                 self._sink = self._open_sink()
             except AudioDeviceError as exc:
+                # The session logs the one user-facing line; each retry is a debug line only.
+                log.debug("speaker unavailable: %s", exc)
                 if not failed and not self._lost:  # a loss was reported already
-                    log.warning("speaker unavailable: %s", exc)
-                    self._report(False, str(exc))
+                    self._report(False, f"{exc} ({exc.key})")
                 failed = True
                 delays = delays or self._backoff()
                 deadline = self._clock() + next(delays)

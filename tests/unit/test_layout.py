@@ -134,8 +134,10 @@ MAY_IMPORT: dict[str, set[str]] = {
     "events": {"protocol"},  # typing only: AgentEventReceived carries a decoded server event
     "backoff": set(),
     "worker": set(),
-    # At check time only (imported inside the rule): the argument checker and a trial encode.
-    "config": {"events", "functions", "protocol"},
+    "boards": set(),  # data files and the words that spot them: nothing of ours
+    # A board profile is merged before validation; at check time only (imported inside the
+    # rule) the argument checker and a trial encode of the settings.
+    "config": {"boards", "events", "functions", "protocol"},
     "protocol": {"config"},
     "audio": {"config"},
     "chimes": {"audio"},
@@ -150,13 +152,15 @@ MAY_IMPORT: dict[str, set[str]] = {
     "session": {"config", "connection", "events", "protocol", "reconnect", "router", "textsafe",
                 "turns", "uplink", "worker"},
     "button": {"config"},
-    "leds": {"config", "events"},
+    "leds": {"config", "events", "worker"},  # the pixels' one animation thread
     "outputs": set(),
     "functions": {"config", "events", "outputs", "textsafe"},  # outputs for typing only
     "convlog": set(),
     "textsafe": set(),
     "recorder": set(),
     "notify": set(),
+    "journal": set(),
+    "control": set(),  # it reaches the session through the daemon's parts, never by import
     "selftest": {"audio", "button", "config", "events", "leds"},
     "emulator": {"config"},  # its sound rig builds device configs; never the codec
 }
