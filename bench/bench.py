@@ -315,7 +315,7 @@ def bench_press(pa: PulseServer, emu: Emulator, tmp: Path, warm_n: int, cold_n: 
             if is_cold and emu.sessions:
                 expect(lambda: emu.sessions[-1].closed.is_set(), WAIT, "idle close")
             elif not is_cold:
-                expect(lambda: rig.state() == State.IDLE, WAIT, "idle")
+                expect(lambda: rig.state() == State.IDLE, WAIT, "back to idle")
             n_sessions = len(emu.sessions)
             if is_cold and i >= warm_n:
                 # Speech from the press edge: is any of it lost while the socket opens?
@@ -508,6 +508,17 @@ def proc_hwm_mb(pid: int) -> float:
     return 0.0
 
 
+RING = {"kind": "apa102", "pixels": 12, "spi_device": 1, "global_brightness": 8}
+
+
+def ring_frames(p: subprocess.Popen[str]) -> int:
+    """How many frames the daemon subprocess has sent its pixels so far."""
+    assert p.stdin is not None and p.stdout is not None
+    p.stdin.write("frames\n")
+    p.stdin.flush()
+    return int(p.stdout.readline())
+
+
 def bench_footprint(pa: PulseServer, emu: Emulator, tmp: Path, seconds: float) -> dict[str, Any]:
     """CPU and peak RSS of the daemon alone in a subprocess: idle, then full duplex with a reply."""
     emu.options.reply_seconds = seconds + 10
@@ -515,6 +526,9 @@ def bench_footprint(pa: PulseServer, emu: Emulator, tmp: Path, seconds: float) -
     emu.options.end_of_speech = 0.25
     rig_cfg = Rig(pa, emu, tmp / "proc", audio={"duplex": "full"}).raw
     rig_cfg["audio"]["duplex"] = "full"
+    # A ReSpeaker 4-Mic-sized ring, so its animation thread (it pulses while the reply plays)
+    # is part of the streaming figure and of the per-thread split.
+    rig_cfg["leds"] = [*rig_cfg["leds"], RING]
     cfg_path = tmp / "proc.json"
     cfg_path.write_text(json.dumps(rig_cfg))
     env = {**os.environ, "ALSA_CONFIG_PATH": str(pa.alsa_config), "PYTHONPATH": str(ROOT)}
@@ -543,9 +557,11 @@ def bench_footprint(pa: PulseServer, emu: Emulator, tmp: Path, seconds: float) -
         p.stdin.write("threads\n")
         p.stdin.flush()
         names = {str(k): v for k, v in json.loads(p.stdout.readline()).items()}
+        f0 = ring_frames(p)
         c0, t0, k0 = proc_cpu(p.pid), now(), task_cpu(p.pid, names)
         pause(seconds)
         t1 = now()
+        res["ring_fps"] = (ring_frames(p) - f0) / (t1 - t0)
         res["stream_cpu"] = (proc_cpu(p.pid) - c0) / (t1 - t0) * 100
         k1 = task_cpu(p.pid, names)
         res["stream_threads"] = {name: (k1[name] - k0.get(name, 0.0)) / (t1 - t0) * 100
@@ -683,6 +699,10 @@ def main() -> int:
     row("  by thread", ", ".join(f"{name} {share:.2f}" for name, share in
                                  sorted(threads.items(), key=lambda kv: -kv[1]) if share >= 0.01),
         "-", None, "% of one core per thread, /proc/pid/task/*/stat over the same window")
+    row("  LED ring, 12 APA102 pixels", f"leds thread {threads.get('leds', 0.0):.2f} % of one core "
+        f"at {fp['ring_fps']:.1f} frames/s", "-", None,
+        "the speaking pulse on the ring during the same window; frames counted at a stand-in for "
+        "the kernel's spidev (one write a frame)")
     rss = max(fp["idle_rss"], fp["stream_rss"])
     row("peak RSS", f"{fp['idle_rss']:.1f} MB idle, {fp['stream_rss']:.1f} MB streaming", "≤ 40 MB",
         rss <= 40, "VmHWM from /proc/pid/status")

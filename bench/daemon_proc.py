@@ -1,8 +1,12 @@
 """The daemon alone in its own process, for CPU and memory figures: mock pins, commands on stdin.
 
 Usage: python bench/daemon_proc.py CONFIG.json KEY   (ALSA_CONFIG_PATH set by the caller)
-stdin lines: "press", "release", "threads" (prints {native id: name}), "quit".
-Prints "ready" once the daemon is serving.
+stdin lines: "press", "release", "threads" (prints {native id: name}), "frames" (prints how many
+SPI frames the LED pixels were sent), "quit". Prints "ready" once the daemon is serving.
+
+Hardware SPI here is a stand-in that counts each frame and drops it, as a Pi hands a frame to
+the kernel in one write: the mock factory's own SPI bit-bangs mock pins, thousands of Python
+calls a frame, which would measure the mock rather than the daemon.
 """
 
 from __future__ import annotations
@@ -14,7 +18,10 @@ import threading
 
 os.environ["GPIOZERO_PIN_FACTORY"] = "mock"
 
+from typing import Any  # noqa: E402
+
 from gpiozero import Device  # noqa: E402
+from gpiozero.pins import SPI  # noqa: E402
 from gpiozero.pins.mock import MockFactory, MockPWMPin  # noqa: E402
 
 from speakerd.config import parse_config  # noqa: E402
@@ -22,11 +29,44 @@ from speakerd.daemon import Daemon, configure_logging  # noqa: E402
 from speakerd.notify import Notifier  # noqa: E402
 
 
+class CountingSPI(SPI):  # type: ignore[misc]
+    """SPI0 as the kernel's spidev offers it: a frame is one write; here it is counted only."""
+
+    frames = 0
+
+    def __init__(self, clock_pin: Any, mosi_pin: Any, miso_pin: Any, select_pin: Any,
+                 pin_factory: Any) -> None:
+        self._open = True
+        super().__init__(pin_factory=pin_factory)
+
+    def transfer(self, data: Any) -> list[int]:
+        CountingSPI.frames += 1
+        return [0] * len(data)
+
+    def _get_clock_mode(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        self._open = False
+        super().close()
+
+    @property
+    def closed(self) -> bool:
+        return not self._open
+
+
+class BenchFactory(MockFactory):  # type: ignore[misc]
+    """Mock pins, and the counting stand-in for hardware SPI."""
+
+    def _get_spi_class(self, shared: bool, hardware: bool) -> type:
+        return CountingSPI if hardware else super()._get_spi_class(shared, hardware)
+
+
 def main() -> int:
     raw = json.loads(open(sys.argv[1]).read())
     key = sys.argv[2]
     configure_logging("WARNING")
-    Device.pin_factory = MockFactory(pin_class=MockPWMPin)
+    Device.pin_factory = BenchFactory(pin_class=MockPWMPin)
     cfg = parse_config(raw)
     daemon = Daemon(None, cfg, key, notifier=Notifier(environ={}))
     daemon.start()
@@ -43,6 +83,8 @@ def main() -> int:
         elif cmd == "threads":
             # native thread id -> name, so per-thread CPU from /proc can be told apart
             print(json.dumps({t.native_id: t.name for t in threading.enumerate()}), flush=True)
+        elif cmd == "frames":
+            print(CountingSPI.frames, flush=True)
         elif cmd == "quit":
             break
     daemon.stop()

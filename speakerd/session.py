@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import queue
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from .events import (
 )
 from .reconnect import Reconnect
 from .router import Router
+from .textsafe import shown
 from .turns import Turn, TurnLog
 from .uplink import UplinkMode, uplink_policy
 from .worker import Worker
@@ -44,9 +46,16 @@ log = logging.getLogger(__name__)
 DRAIN_GRACE = 1.5
 # How long the error pattern stays up before the speaker is usable again.
 ERROR_HOLD = 3.0
+# Speaking with no period written for this long: the playback device wedged in a write.
+SPEAKING_STALL = 5.0
 # The longest inbox wait: the loop otherwise sleeps until its next deadline, so an idle speaker
 # wakes rarely; this bound only guards against a deadline computed wrong.
 TICK = 2.0
+# Agent events waiting in the inbox. Only the network can outrun the session (button edges,
+# playback and function results come at human or bounded rates), so past this many the agent's
+# events are dropped and so is its link: it reconnects as after any drop. Nothing else is
+# ever dropped, a button edge least of all.
+MAX_QUEUED_AGENT_EVENTS = 1000
 
 _BUSY = (State.CONNECTING, State.LISTENING, State.THINKING, State.SPEAKING)
 
@@ -62,6 +71,7 @@ class SpeakerControl(Protocol):
     def interrupt(self) -> None: ...
     def chime(self, name: str) -> None: ...
     def is_playing(self) -> bool: ...
+    def progress(self) -> int: ...
 
 
 class LedControl(Protocol):
@@ -97,8 +107,13 @@ class Session:
     last_error: str = ""
 
     def __post_init__(self) -> None:
-        # Unbounded on purpose: posting must never block a gpiozero, audio or socket thread.
+        # Posting must never block a gpiozero, audio or socket thread, so the queue has no
+        # maxsize: the agent's events are counted instead (MAX_QUEUED_AGENT_EVENTS), and the
+        # lock guards that count, which post() raises and the session thread lowers.
         self._inbox: queue.Queue[Event | None] = queue.Queue()
+        self._inbox_lock = threading.Lock()
+        self._agent_queued = 0
+        self.inbox_peak = 0  # the most agent events ever waiting (figures)
         self._worker = Worker("session", self._run)
         self._link = Connection(self.cfg, self.connect, self.router,
                                 Reconnect(self.cfg.session, self.clock, self.rng), self.clock,
@@ -111,6 +126,8 @@ class Session:
         self._deadline: float | None = None  # the current state's own timeout (thinking, error)
         self._drained_at: float | None = None
         self._playing = False           # agent audio is sounding, as the speaker reported it
+        self._progress = (0, 0.0)       # the speaker's periods written, and when they last grew
+        self._heard = False             # the server heard something of this turn
         self._hangup_after_reply = False
         self._last_activity = self.clock()
         self._gate_live: bool | None = None
@@ -122,6 +139,18 @@ class Session:
 
     def post(self, event: Event) -> None:
         """Any thread: hand an event to the session; never blocks."""
+        if isinstance(event, AgentEventReceived):
+            with self._inbox_lock:
+                full = self._agent_queued >= MAX_QUEUED_AGENT_EVENTS
+                if not full:
+                    self._agent_queued += 1
+                    self.inbox_peak = max(self.inbox_peak, self._agent_queued)
+            if full:
+                fail = getattr(event.link, "fail", None)
+                if callable(fail):
+                    fail(f"the agent sent events faster than they can be handled "
+                         f"({MAX_QUEUED_AGENT_EVENTS} waiting)")
+                return
         self._inbox.put(event)
 
     def start(self) -> None:
@@ -133,7 +162,11 @@ class Session:
         """Idempotent: stop the loop and close the socket without draining anything."""
         # The sentinel wakes the loop at once.
         stopped = self._worker.stop(lambda: self._inbox.put(None), timeout)
-        self._link.close()
+        # Only the link itself (its close() is thread-safe): the connection's own records belong
+        # to the session thread, which may not have stopped.
+        link = self._link.link
+        if link is not None:
+            link.close()
         return stopped
 
     def _run(self) -> None:
@@ -142,6 +175,9 @@ class Session:
                 event = self._inbox.get(timeout=self._next_wait())
             except queue.Empty:
                 event = None
+            if isinstance(event, AgentEventReceived):
+                with self._inbox_lock:
+                    self._agent_queued -= 1
             if event is not None:
                 self.handle(event)
             self.tick()
@@ -219,7 +255,7 @@ class Session:
             # of a hands-free conversation ends it.
             self._end_conversation("ended by the button")
             return
-        if self.state is State.ERROR and self._reconnect.key_blocked():
+        if self._reconnect.key_blocked():
             # The key was refused a moment ago: say so again rather than hammer the service.
             self.speaker.chime("error")
             return
@@ -233,13 +269,17 @@ class Session:
         self._hangup_after_reply = False
         self.speaker.chime("press")
         self._turns.begin(t, interrupting)
+        self._heard = False
         self.router.record_turn(True)
         if self.connected:
             self._set_state(State.LISTENING)
         else:
             if self._link.link is None:
                 self._reconnect.cancel()  # this press connects now: no scheduled attempt needed
-                self._link.open()
+                problem = self._link.open()
+                if problem:
+                    self._fail(problem)
+                    return
                 self._uplink = None  # re-apply the uplink mode for the new link
             self._set_state(State.CONNECTING)
         self._apply_audio()
@@ -266,7 +306,10 @@ class Session:
     # --- the connection ------------------------------------------------------------------
 
     def _reconnect_now(self) -> None:
-        self._link.open()
+        problem = self._link.open()
+        if problem:
+            self._fail(problem)
+            return
         self._uplink = None  # re-apply the uplink mode for the new link
         self._apply_audio()
 
@@ -304,7 +347,7 @@ class Session:
             log.error("%s; check the key (next try allowed in %.0f s)", event.reason, delay)
             self._fail(f"{event.reason}; check the key (next try allowed in {delay:.0f} s)")
             return
-        log.warning("agent link down: %s", event.reason)
+        log.warning("agent link down: %s", shown(event.reason, 200))
         self.last_error = event.reason
         if self.state in _BUSY or self._conversation or self.state is State.OFFLINE:
             self._go_offline(event.reason)
@@ -345,6 +388,7 @@ class Session:
                 # The server heard our microphone (the router has already silenced the speaker):
                 # the user is talking. With the gate shut it can only be a late onset of speech
                 # sent before the release, which changes nothing.
+                self._heard = True
                 if self.state in (State.IDLE, State.THINKING, State.SPEAKING) and self._gate_live:
                     self._silent()
                     self._set_state(State.LISTENING)
@@ -357,19 +401,20 @@ class Session:
             case protocol.FunctionCallCancelled(ids=ids):
                 self._link.calls_cancelled(ids)
             case protocol.AgentError(code=code, description=description):
-                log.error("agent error %s: %s", code or "(no code)", description)
-                self._fail(f"agent error {code}: {description}".strip())
+                log.error("agent error %s: %s", shown(code) or "(no code)", shown(description, 300))
+                self._fail(f"agent error {shown(code, 60)}: {shown(description, 120)}".strip())
             case protocol.AgentWarning(code=protocol.FORCE_END_TURN_UNSUPPORTED):
                 if self._link.force_end_turn_refused():  # once per link, not once per turn
                     log.warning("the agent does not take ForceEndTurn on this connection (its "
                                 "listen provider is not Flux): its own end-of-speech detection "
                                 "ends each turn")
             case protocol.AgentWarning(code=code, description=description):
-                log.warning("agent warning %s: %s", code or "(no code)", description)
+                log.warning("agent warning %s: %s", shown(code) or "(no code)",
+                            shown(description, 300))
             case protocol.UnknownEvent(type=kind):
-                log.info("ignored an unknown message type from the agent: %s", kind[:64])
+                log.info("ignored an unknown message type from the agent: %s", shown(kind, 64))
             case protocol.InjectionRefused(message=message):
-                log.info("the agent refused an injected message: %s", message)
+                log.info("the agent refused an injected message: %s", shown(message))
             case _:
                 pass  # AgentAudioDone is the router's (it marks the reply's end at the speaker)
         if self.state is State.THINKING and self._deadline is not None:
@@ -378,10 +423,12 @@ class Session:
 
     def _on_text(self, ev: protocol.ConversationText) -> None:
         # Transcripts stay out of the system journal at INFO: they are the user's words.
-        log.debug("%s: %s", ev.role, ev.content)
+        log.debug("%s: %s", shown(ev.role, 20), shown(ev.content, 300))
         if self.on_text is not None:
             self.on_text(ev.role, ev.content)
         self._link.remember(ev.role, ev.content)
+        if ev.role == "user":
+            self._heard = True
         if ev.role == "user" and self.state is State.LISTENING and not self._held:
             # The agent's end-of-turn: hands-free, or an utterance with the button up.
             if self._turns.current is not None:
@@ -399,6 +446,7 @@ class Session:
     def _on_playback_started(self, ev: PlaybackStarted) -> None:
         self._playing = True
         self._drained_at = None
+        self._progress = (self.speaker.progress(), self.clock())
         turn = self._turns.current
         if turn is not None and turn.first_audio is None:
             turn.first_audio = ev.t
@@ -412,6 +460,11 @@ class Session:
         if self._turns.current is not None:
             self._turns.current.underruns += ev.underruns
         self._playing = False
+        if self.state is State.THINKING and ev.ended and not ev.frames:
+            # The speaker gave a reply up without playing any of it (the device is missing):
+            # it is over as far as the user can tell; waiting for it would only time out.
+            self._reply_finished()
+            return
         if self.state is not State.SPEAKING:
             return
         # Only the agent's own mark says the reply is complete; audio that merely ran dry may
@@ -430,6 +483,9 @@ class Session:
 
     def _reply_finished(self) -> None:
         self._drained_at = None
+        self._playing = False
+        if self._turns.current is not None and self._turns.current.first_audio is not None:
+            self.last_error = ""  # a reply was heard: whatever went wrong before is over
         self._turns.log()
         if self._hangup_after_reply:
             self._hangup_after_reply = False
@@ -498,6 +554,8 @@ class Session:
             (self._turns.started + s.max_turn_seconds
              if self.state is State.LISTENING and self._held and self._turns.started is not None
              else None, self._turn_too_long),
+            (self._progress[1] + SPEAKING_STALL
+             if self.state is State.SPEAKING and self._playing else None, self._check_playback),
         ]
         return [(at, act) for at, act in timers if at is not None]
 
@@ -532,6 +590,16 @@ class Session:
         if self.status is not None:
             self.status.watchdog()
 
+    def _check_playback(self) -> None:
+        count = self.speaker.progress()
+        if count != self._progress[0]:
+            self._progress = (count, self.clock())
+            return
+        log.error("the speaker has written nothing for %.0f s: giving the reply up", SPEAKING_STALL)
+        self._reply_finished()
+        self.last_error = "the speaker stopped playing"
+        self._publish_status()
+
     def _turn_too_long(self) -> None:
         log.warning("button held for over %.0f s: handing the turn over",
                     self.cfg.session.max_turn_seconds)
@@ -565,6 +633,18 @@ class Session:
         self._deadline = None
         if self.state is State.ERROR:
             self._set_state(State.IDLE)
+            self._apply_audio()
+        elif self.state is State.THINKING and self._link.owes_calls:
+            # A local function is still running (each is bounded by its own timeout, and its
+            # answer restarts the wait): the agent cannot reply before it has the result.
+            self._deadline = self.clock() + self.cfg.session.reply_timeout
+        elif self.state is State.THINKING and self._hangup_after_reply:
+            self._end_conversation("the agent ended the conversation", close=True)
+        elif self.state is State.THINKING and not self._heard:
+            # A click with nothing said: the server had nothing to answer. The link is healthy.
+            log.info("nothing was heard in this turn")
+            self._turns.log()
+            self._set_state(State.LISTENING if self._conversation else State.IDLE)
             self._apply_audio()
         elif self.state is State.THINKING:
             # A healthy agent answers or at least says something; silence this long means the

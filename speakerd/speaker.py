@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from . import chimes as chimes_mod
-from .audio import AudioDeviceError, AudioFormat, Sink
+from .audio import AudioDeviceError, AudioFormat, QueueFull, Sink
 from .backoff import device_backoff
 from .config import ChimesConfig
 from .events import PlaybackDrained, PlaybackInterrupted, PlaybackStarted
@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 
 _AUDIO, _END, _CHIME = "audio", "end", "chime"
 _IDLE_WAIT = 0.5  # seconds the idle thread sleeps on its queue; any command wakes it at once
+# Reply audio queued ahead of playback, in seconds of sound. The agent sends faster than real
+# time, but a reply longer than this arriving all at once is a flood, not speech: refused.
+MAX_QUEUED_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,9 @@ class Speaker:
         # Callers only append and set flags, then notify so the thread wakes without polling.
         self._cond = threading.Condition()
         self._items: collections.deque[_Item] = collections.deque()
+        self._queued = 0           # bytes of reply audio in _items
+        self._max_queued = int(MAX_QUEUED_SECONDS * fmt.rate) * fmt.frame_bytes
+        self.queued_peak = 0       # the most reply audio ever queued, in bytes (figures)
         self._reply = 0            # the newest reply id handed out
         self._reply_open = False   # play() adds to self._reply; False: the next play() starts one
         self._discarding = False   # after interrupt(): late audio of the old reply is refused...
@@ -71,6 +77,9 @@ class Speaker:
         self._lost = False                 # the device failed; say when it is back
         self._pending = bytearray()        # audio of the current reply short of a whole period
         self._frames = 0
+        # Grows with every period written (only this thread writes it; others read the int): a
+        # reply that sounds but stops growing means the device wedged in a write.
+        self.periods_written = 0
         self._xrun_base = 0
         self._active = False               # something was written since the last drop()
         self._missing_reported = 0         # replies discarded while the device is missing
@@ -103,7 +112,10 @@ class Speaker:
             return self._reply
 
     def play(self, pcm: bytes) -> bool:
-        """Queue agent audio for the current reply; False when refused after an interrupt."""
+        """Queue agent audio for the current reply; False when refused after an interrupt.
+
+        Raises QueueFull past MAX_QUEUED_SECONDS of queued audio (the chunk is not queued).
+        """
         with self._cond:
             if self._discarding:
                 now = self._clock()
@@ -117,9 +129,22 @@ class Speaker:
                 self._reply += 1
                 self._reply_open = True
             if pcm:
+                if self._queued + len(pcm) > self._max_queued:
+                    raise QueueFull(f"over {MAX_QUEUED_SECONDS:g} s of reply audio queued")
                 self._items.append(_Item(_AUDIO, self._reply, bytes(pcm)))
+                self._queued += len(pcm)
+                self.queued_peak = max(self.queued_peak, self._queued)
                 self._cond.notify()
             return True
+
+    def queued_seconds(self) -> float:
+        """Seconds of reply audio queued ahead of playback now."""
+        with self._cond:
+            return self._queued / (self._fmt.rate * self._fmt.frame_bytes)
+
+    def _recount(self) -> None:
+        """Under the lock, after items were removed in bulk."""
+        self._queued = sum(len(i.data) for i in self._items if i.kind == _AUDIO)
 
     def end_reply(self) -> None:
         """No more audio for the current reply: pad its tail to a whole period."""
@@ -158,6 +183,10 @@ class Speaker:
             if any(item.kind == _AUDIO for item in self._items):
                 return True
         return self._cur is not None
+
+    def progress(self) -> int:
+        """Periods written so far (any thread): stalls while nothing goes to the device."""
+        return self.periods_written
 
     @property
     def underruns(self) -> int:
@@ -209,6 +238,8 @@ class Speaker:
                 self._cond.wait(self._fmt.period_seconds if busy else _IDLE_WAIT)
             interrupt = self._take_interrupt()
             item = self._items.popleft() if interrupt is None and self._items else None
+            if item is not None and item.kind == _AUDIO:
+                self._queued -= len(item.data)
         if interrupt is not None:
             self._do_interrupt(*interrupt)
         elif item is not None:
@@ -230,6 +261,7 @@ class Speaker:
             else:
                 discarded += len(item.data)
         self._items = kept
+        self._recount()
         return t_request, discarded
 
     def _do_interrupt(self, t_request: float, discarded: int) -> None:
@@ -306,6 +338,7 @@ class Speaker:
                 break
             sink.write(chunk)
             self._active = True
+            self.periods_written += 1
             done += real
             if reply and self._cur is not None:
                 self._frames += real // fb
@@ -391,9 +424,10 @@ class Speaker:
 
     def _lose_device(self, exc: AudioDeviceError) -> None:
         """The device failed mid-use: report it, end the reply it was playing, reopen later."""
-        log.warning("speaker lost: %s", exc)
+        # The session logs the one user-facing line for this outage.
+        log.debug("speaker lost: %s", exc)
         self._close_sink()
-        self._report(False, str(exc))
+        self._report(False, f"{exc} ({exc.key})")
         self._pending.clear()
         self._active = False
         reply = self._cur
@@ -403,6 +437,7 @@ class Speaker:
                 # like late audio after an interrupt.
                 self._items = collections.deque(
                     i for i in self._items if i.kind == _CHIME or i.reply > reply)
+                self._recount()
                 if self._reply == reply:
                     self._discarding = True
                     self._late_deadline = self._clock() + self._late_timeout
@@ -419,9 +454,10 @@ class Speaker:
             try:
                 self._sink = self._open_sink()
             except AudioDeviceError as exc:
+                # The session logs the one user-facing line; each retry is a debug line only.
+                log.debug("speaker unavailable: %s", exc)
                 if not failed and not self._lost:  # a loss was reported already
-                    log.warning("speaker unavailable: %s", exc)
-                    self._report(False, str(exc))
+                    self._report(False, f"{exc} ({exc.key})")
                 failed = True
                 delays = delays or self._backoff()
                 deadline = self._clock() + next(delays)
@@ -444,6 +480,7 @@ class Speaker:
             interrupt = self._take_interrupt()
             items = list(self._items)
             self._items.clear()
+            self._queued = 0
         if interrupt is not None:
             self._emit(PlaybackInterrupted(interrupt[0], self._clock(), interrupt[1]))
         for item in items:

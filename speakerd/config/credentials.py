@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 AWS_TYPES = ("iam", "sts")
 _AWS_KEYS = ("type", "region", "access_key_id", "secret_access_key", "session_token")
 MAX_FILE_BYTES = 64 * 1024  # a credentials file is a few lines; anything larger is not one
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an RFC 9110 token
+_BAD_VALUE_CHAR = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,11 @@ def _headers(raw: Any, where: str, problems: list[str]) -> dict[str, str]:
             isinstance(k, str) and k and isinstance(v, str) for k, v in raw.items()):
         problems.append(f"{where}: headers must map header names to text values")
         return {}
+    for name, value in raw.items():
+        # A CR or LF would end the header and start another: the same rule as the YAML's.
+        if not _HEADER_NAME.fullmatch(name) or _BAD_VALUE_CHAR.search(value):
+            problems.append(f"{where}: headers must be valid names with one-line values")
+            return {}
     return dict(raw)
 
 

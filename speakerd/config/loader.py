@@ -15,9 +15,20 @@ from typing import Any
 
 import yaml
 
+from .. import boards
 from ..events import State
 from .checks import cross_checks
-from .schema import DEFAULT_PATTERNS, STATES, Config, ConfigError, FunctionConfig, LedConfig, Pattern
+from .schema import (
+    DEFAULT_PATTERNS,
+    DEFAULT_PIXEL_PATTERNS,
+    STATES,
+    Config,
+    ConfigError,
+    FunctionConfig,
+    LedConfig,
+    Pattern,
+)
+from .yamldata import DataError, load_data
 
 # --- loading -----------------------------------------------------------------------------
 
@@ -58,17 +69,25 @@ class _Loader:
                 continue
             f = next(f for f in dataclasses.fields(cls) if f.name == key)
             if cls is LedConfig and key == "patterns":
-                values[key] = self.patterns(value, key_path)
-                continue
+                continue  # after the loop: its defaults depend on the kind, which may come later
             values[key] = self.value(hints[key], value, key_path, f.metadata)
+        if cls is LedConfig:
+            pixels = values.get("kind") == "apa102"
+            # Pixels have looks of their own, and hardware SPI (no pins) is their default bus.
+            values["patterns"] = self.patterns(raw.get("patterns", {}), f"{path}.patterns",
+                                               DEFAULT_PIXEL_PATTERNS if pixels else DEFAULT_PATTERNS)
+            if pixels and "pins" not in raw:
+                values["pins"] = ()
         try:
             return cls(**values)
         except TypeError as exc:  # pragma: no cover - guarded by the checks above
             self.problem(path, str(exc))
             return cls()
 
-    def patterns(self, raw: Any, path: str) -> Mapping[State, Pattern]:
-        merged = dict(DEFAULT_PATTERNS)
+    def patterns(self, raw: Any, path: str, defaults: Mapping[State, Pattern]) -> Mapping[State, Pattern]:
+        merged = dict(defaults)
+        if raw is None:
+            return merged
         if not isinstance(raw, Mapping):
             self.problem(path, f"must be a mapping of state to pattern, got {_kind(raw)}")
             return merged
@@ -168,32 +187,38 @@ def _show(value: Any) -> str:
     return repr(value)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML keeps the last of two equal keys silently; a second `session:` would wipe the first."""
-
-    duplicates: list[str]
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
-            line = key_node.start_mark.line + 1
-            if isinstance(key, str | int | float | bool) and key in seen:
-                self.duplicates.append(f"line {line}: key {key!r} appears again (first at line {seen[key]})")
-            elif isinstance(key, str | int | float | bool):
-                seen[key] = line
-        return super().construct_mapping(node, deep=deep)
-
-
 def _kind(value: Any) -> str:
     return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
             int: "a number", float: "a number", type(None): "nothing"}.get(type(value), type(value).__name__)
 
 
+def merge_under(base: Any, top: Any) -> Any:
+    """`top` over `base`: mappings merge key by key; anything else in `top` (a list, a value)
+    replaces what `base` has, and a key `top` leaves empty keeps `base`'s value."""
+    if top is None:
+        return base
+    if isinstance(base, Mapping) and isinstance(top, Mapping):
+        out = dict(base)
+        for key, value in top.items():
+            out[key] = merge_under(base.get(key), value)
+        return out
+    return top
+
+
+def with_board(raw: Any) -> Any:
+    """The document over the profile its `board:` names, so every key the user sets still wins.
+    An unknown name leaves the document as it is; the cross checks report it."""
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("board"), str):
+        return raw
+    profile = boards.profile_config(raw["board"])
+    return raw if profile is None else merge_under(profile, raw)
+
+
 def parse_config(raw: Any) -> Config:
-    """Validate an already-parsed YAML document; raise ConfigError listing every problem."""
+    """Validate an already-parsed YAML document (its board profile merged under it first);
+    raise ConfigError listing every problem."""
     loader = _Loader()
-    cfg = loader.dataclass(Config, raw, "")
+    cfg = loader.dataclass(Config, with_board(raw), "")
     cross_checks(cfg, loader.problem, loader.has)
     if loader.problems:
         raise ConfigError(loader.problems)
@@ -208,21 +233,15 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
     except UnicodeDecodeError as exc:
         raise ConfigError([f"{path}: not UTF-8 text (byte {exc.start})"]) from None
-    loader: _UniqueKeyLoader | None = None
     try:
-        loader = _UniqueKeyLoader(text)  # reading starts here, so a bad character raises here
-        loader.duplicates = []
-        raw = loader.get_single_data()
+        raw = load_data(text)
+    except DataError as exc:
+        raise ConfigError(exc.problems) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = " ".join((getattr(exc, "problem", None) or str(exc)).split())
         raise ConfigError([f"{path}: not valid YAML{where}: {problem}"]) from None
-    finally:
-        if loader is not None:
-            loader.dispose()
-    if loader.duplicates:
-        raise ConfigError([f"{path}: {d}" for d in loader.duplicates])
     return parse_config(raw)
 
 

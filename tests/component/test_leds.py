@@ -19,14 +19,14 @@ from tests.support.alsa import wait_until
 WAIT = 5.0  # generous upper bound for every polled wait
 
 # Short, pairwise distinct patterns so a test sees several cycles quickly.
-PATTERNS: dict[str, Pattern] = {
-    "idle": Pattern("off"),
-    "connecting": Pattern("blink", 0.02, 0.08, color="white"),
-    "listening": Pattern("on", brightness=0.4, color="blue"),
-    "thinking": Pattern("blink", 0.08, 0.02, color="yellow"),
-    "speaking": Pattern("pulse", 0.2, 0.2, brightness=0.6, color="green"),
-    "offline": Pattern("blink", 0.03, 0.03, color="orange"),
-    "error": Pattern("on", color="#ff8000"),
+PATTERNS: dict[State, Pattern] = {
+    State.IDLE: Pattern("off"),
+    State.CONNECTING: Pattern("blink", 0.02, 0.08, color="white"),
+    State.LISTENING: Pattern("on", brightness=0.4, color="blue"),
+    State.THINKING: Pattern("blink", 0.08, 0.02, color="yellow"),
+    State.SPEAKING: Pattern("pulse", 0.2, 0.2, brightness=0.6, color="green"),
+    State.OFFLINE: Pattern("blink", 0.03, 0.03, color="orange"),
+    State.ERROR: Pattern("on", color="#ff8000"),
 }
 
 
@@ -93,7 +93,7 @@ def test_plain_led_shows_each_state_distinctly(mock_pins: MockFactory,
     assert not pin.state
     leds.show(State.LISTENING)
     assert pin.state == 1  # a plain LED cannot dim: brightness only matters for PWM
-    for state in ("connecting", "thinking", "offline"):
+    for state in (State.CONNECTING, State.THINKING, State.OFFLINE):
         p = PATTERNS[state]
         start = len(pin.states)
         leds.show(state)
@@ -227,7 +227,7 @@ def test_history_is_bounded(mock_pins: MockFactory, make_leds: Callable[..., Sta
     """The history keeps only the most recent states."""
     leds = make_leds(LedConfig(kind="led", pins=("GPIO22",), patterns=PATTERNS))
     for i in range(HISTORY_MAX + 50):
-        leds.show("idle" if i % 2 else "listening")
+        leds.show(State.IDLE if i % 2 else State.LISTENING)
     assert len(leds.history) == HISTORY_MAX
     assert leds.history[-1] == State.IDLE
 

@@ -75,6 +75,22 @@ def test_check_config_lists_every_problem_as_section_key_message(tmp_path: Path)
     assert any("did you mean 'pin'" in line for line in problems)
 
 
+def test_check_config_takes_a_board_line_and_names_an_unknown_board(tmp_path: Path) -> None:
+    """`board: respeaker-2mic` checks like any config; a misspelt board is one line and exit 78."""
+    good = tmp_path / "board.yaml"
+    good.write_text("board: respeaker-2mic\nbutton:\n  mode: toggle\n", encoding="utf-8")
+    done = speakerd("check-config", str(good))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"{good}: ok"
+    bad = tmp_path / "typo.yaml"
+    bad.write_text("board: respeaker-2mics\n", encoding="utf-8")
+    done = speakerd("check-config", str(bad))
+    assert done.returncode == 78
+    assert done.stderr.strip().splitlines() == [
+        "board: unknown board 'respeaker-2mics' (did you mean 'respeaker-2mic'?)",
+        f"{bad}: 1 problem(s)"]
+
+
 @pytest.mark.parametrize(("text", "expected"), [
     ("agent: [\n", "not valid YAML"),
     ("- a\n- b\n", "must be a mapping"),
@@ -272,3 +288,18 @@ def test_run_with_a_missing_config_file_exits_78(tmp_path: Path) -> None:
     assert done.returncode == 78
     assert "absent.yaml" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe" + FAKE_KEY.encode(), f"{FAKE_KEY}\nX-Evil: 1\n".encode()])
+def test_check_config_refuses_a_key_file_that_would_inject_a_header(tmp_path: Path,
+                                                                    content: bytes) -> None:
+    """A non-UTF-8 or two-line key file is `agent.api_key_file: ...` and exit 78, never echoed."""
+    key = tmp_path / "key"
+    key.write_bytes(content)
+    key.chmod(0o600)
+    path = tmp_path / "speakerd.yaml"
+    path.write_text(f"agent:\n  api_key_file: {key}\n", encoding="utf-8")
+    done = speakerd("check-config", str(path))
+    assert done.returncode == 78, done
+    assert done.stderr.startswith("agent.api_key_file: ")
+    assert FAKE_KEY not in done.stdout + done.stderr

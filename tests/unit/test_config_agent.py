@@ -243,7 +243,9 @@ def test_secrets_from_a_root_only_file_and_a_warning_for_a_readable_one(
     ("credentials: {type: iam, region: r}\n", "credentials need access_key_id, secret_access_key"),
     ("secret_access_key: " + SECRET + "\n", "unknown key"),
     ("credentials: [" + SECRET + "\n", "is not a YAML mapping"),
-], ids=["none", "sts-without-token", "upper-case", "incomplete", "flat", "not-yaml"])
+    ("headers: {x-api-key: \"" + SECRET + "\\r\\nX-Evil: 1\"}\n", "one-line values"),
+], ids=["none", "sts-without-token", "upper-case", "incomplete", "flat", "not-yaml",
+        "header-injection"])
 def test_bad_or_missing_secrets_are_named_without_their_values(tmp_path: Path, content: str,
                                                                expected: str) -> None:
     """Every problem names agent.speak.credentials_file and never repeats a secret."""
