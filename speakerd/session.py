@@ -291,16 +291,16 @@ class Session:
         self._last_activity = self.clock()
         if self._turns.current is not None:
             self._turns.current.speech_end = t
-        handed_over = False
         if self.state is State.CONNECTING:
             # The words are in the connect buffer; the turn is handed over once the link is ready.
             self._handing_over = True
         elif self.state is State.LISTENING:
             self._set_state(State.THINKING)
-            handed_over = True
         self._apply_audio()
-        if handed_over:
+        if self.state is not State.CONNECTING:
             # After the gate shut: every frame of the turn is in the link's outbox before it.
+            # Whatever the state (a late reply to the last turn may be sounding), the release
+            # ends the user's turn; with none in progress the server ignores it.
             self._link.end_turn()
 
     # --- the connection ------------------------------------------------------------------

@@ -15,6 +15,7 @@ from speakerd.emulator import Emulator
 from speakerd.emulator.sound import PulseServer
 from speakerd.events import State
 from tests.support.daemon import WAIT, DaemonRig, wait_until
+from tests.support.emulator import TEST_KEY
 from tests.support.process import raw_config, write_config
 
 pytestmark = pytest.mark.realtime
@@ -107,15 +108,17 @@ def test_nova_in_hold_mode_sends_no_force_end_turn(make_rig: Any) -> None:
 
 
 def test_a_reload_that_retunes_flux_updates_the_live_link_and_a_new_model_reconnects(
-        monkeypatch: pytest.MonkeyPatch, agent_emulator: Emulator, pulse_audio: PulseServer,
-        mock_pins: Any, tmp_path: Path) -> None:
+        agent_emulator: Emulator, pulse_audio: PulseServer, mock_pins: Any,
+        tmp_path: Path) -> None:
     """Only Flux tunables changed: UpdateListen on the open link (ListenUpdated), same session.
     Another model: the link is rebuilt and the next press connects with it."""
-    from tests.support.emulator import TEST_KEY
-    monkeypatch.setenv("DEEPGRAM_API_KEY", TEST_KEY)  # a reload reads the key again
+    key = tmp_path / "deepgram_api_key"  # a reload reads the key again, here
+    key.write_text(TEST_KEY + "\n", encoding="utf-8")
+    key.chmod(0o600)
     path = tmp_path / "speakerd.yaml"
     state = tmp_path / "state"
-    base = raw_config(agent_emulator, pulse_audio, state, session={"idle_timeout": 60.0})
+    base = raw_config(agent_emulator, pulse_audio, state, session={"idle_timeout": 60.0},
+                      agent={"api_key_file": str(key)})
     write_config(path, base)
     rig = DaemonRig(load_config(path), agent_emulator, pulse_audio, mock_pins)
     rig.daemon.config_path = str(path)

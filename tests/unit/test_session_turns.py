@@ -11,7 +11,7 @@ import pytest
 from speakerd import protocol as p
 from speakerd.config import parse_config, turn_taking
 from speakerd.daemon import _only_listen_retuned
-from speakerd.events import ButtonPressed, ButtonReleased, ListenChanged, State
+from speakerd.events import ButtonPressed, ButtonReleased, ListenChanged, PlaybackStarted, State
 from tests.unit.test_session import Rig, make_rig
 
 NOVA = {"version": "v1", "model": "nova-3"}
@@ -80,6 +80,19 @@ def _turn(rig: Rig) -> None:
     if rig.session.state == State.CONNECTING:
         rig.ready()
     rig.send(ButtonReleased(rig.clock()))
+
+
+def test_a_release_while_a_late_reply_sounds_still_ends_the_turn() -> None:
+    """Pressed again while the agent thought, the old reply then sounding under the thumb: the
+    release still ends the new turn (Flux would otherwise wait for its timeout)."""
+    rig = make_rig()
+    _turn(rig)
+    rig.send(ButtonPressed(rig.clock()))
+    assert rig.session.state == State.LISTENING
+    rig.send(PlaybackStarted(1, rig.clock()))
+    assert rig.session.state == State.SPEAKING
+    rig.send(ButtonReleased(rig.clock()))
+    assert _force_end_turns(rig) == 2
 
 
 def test_a_refused_force_end_turn_is_logged_once_and_not_sent_again_on_that_link(
