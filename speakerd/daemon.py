@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -14,7 +15,16 @@ from typing import Any
 
 from . import protocol
 from .agent import AgentLink
-from .config import EX_CONFIG, Config, ConfigError, load_api_key, load_config
+from .config import (
+    EX_CONFIG,
+    Config,
+    ConfigError,
+    ProviderSecrets,
+    config_to_dict,
+    load_api_key,
+    load_config,
+    load_provider_secrets,
+)
 from .config.secrets import ENV_NAME
 from .control import SOCKET_NAME, ControlServer, LinkMeter, ServiceControls
 from .events import (
@@ -25,6 +35,7 @@ from .events import (
     ButtonReleased,
     DeviceChanged,
     Event,
+    ListenChanged,
     State,
     UplinkStarted,
 )
@@ -69,7 +80,7 @@ class Parts:
     """
 
     def __init__(self, cfg: Config, api_key: str, notifier: Any, hooks: Hooks,
-                 meter: LinkMeter | None = None) -> None:
+                 meter: LinkMeter | None = None, secrets: ProviderSecrets | None = None) -> None:
         from .audio import AlsaMixer, AudioFormat, open_sink, open_source
         from .button import PushButton, load_pin_factory
         from .convlog import ConversationLog
@@ -129,7 +140,8 @@ class Parts:
                 cfg, connect=self._connect, mic=self.mic, speaker=self.speaker, leds=self.leds,
                 router=self.router, runner=self.runner, convlog=self.convlog, status=notifier,
                 on_state=hooks.on_state, on_text=hooks.on_text,
-                watchdog_interval=notifier.watchdog_interval() if notifier is not None else None)
+                watchdog_interval=notifier.watchdog_interval() if notifier is not None else None,
+                secrets=secrets)
         except BaseException:
             self._undo()
             raise
@@ -195,6 +207,11 @@ class Parts:
             self._undo()
             raise
 
+    def retune_listen(self, cfg: Config) -> None:
+        """Only agent.listen changed: the live link takes an UpdateListen instead of a rebuild."""
+        self.cfg = cfg
+        self._post(ListenChanged(cfg))
+
     def press(self, t: float) -> None:
         """The button went down (gpiozero's thread, or the control socket's)."""
         # Every press silences the agent, whatever the state, so the speaker is told here
@@ -250,7 +267,8 @@ class Daemon:
 
     def __init__(self, config_path: str | None, cfg: Config, api_key: str, *,
                  notifier: Any = None, hooks: Hooks | None = None,
-                 control_path: str | None = None, env_key: str = "") -> None:
+                 control_path: str | None = None, env_key: str = "",
+                 secrets: ProviderSecrets | None = None) -> None:
         from .notify import Notifier
 
         self.config_path = config_path
@@ -259,6 +277,7 @@ class Daemon:
         # The key given in the environment: the variable is cleared once read, so a reload
         # looks for it here.
         self._env_key = env_key
+        self._secrets = secrets or ProviderSecrets()
         self.notifier = notifier if notifier is not None else Notifier()
         self.hooks = hooks or Hooks()
         self.parts: Parts | None = None
@@ -365,6 +384,7 @@ class Daemon:
             cfg = load_config(path)
             env = {**os.environ, ENV_NAME: self._env_key} if self._env_key else None
             key = load_api_key(cfg.agent, env)
+            secrets = load_provider_secrets(cfg.agent)
         except (ConfigError, ValueError, RecursionError, OSError) as exc:
             if not isinstance(exc, ConfigError):  # a reader bug must not take the speaker down
                 exc = ConfigError([f"{path}: cannot read: {type(exc).__name__}"])
@@ -376,6 +396,16 @@ class Daemon:
             self.controls.reloaded(covers, False, f"refused, still running the previous config: "
                                           f"{'; '.join(exc.problems)}")
             return False
+        if self.parts is not None and key == self._api_key and secrets == self._secrets and \
+                _only_listen_retuned(self.cfg, cfg):
+            log.info("reloading the config from %s: only the listen settings changed; the "
+                     "connection is kept and updated", path)
+            self.parts.retune_listen(cfg)
+            self.cfg = cfg
+            self.notifier.ready()
+            self.controls.reloaded(covers, True, f"applied {path} (listen settings updated on "
+                                                 "the open connection)")
+            return True
         log.info("reloading the config from %s", path)
         if self.set_log_level is not None:
             self.set_log_level(cfg.log.level)
@@ -386,7 +416,7 @@ class Daemon:
                 # They still own their devices: a new generation would be a second owner.
                 raise PartsStuck(f"{', '.join(stuck)} did not stop")
         try:
-            self.parts = self._build(cfg, key)
+            self.parts = self._build(cfg, key, secrets)
         except Exception as exc:  # noqa: BLE001 - a busy pin or a device error: keep serving
             reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
             log.error("reload: cannot start with the new config (%s); back to the previous one",
@@ -397,14 +427,15 @@ class Daemon:
             self.controls.reloaded(covers, False, f"cannot start with the new config ({reason}); "
                                           "back to the previous one")
             return False
-        self.cfg, self._api_key = cfg, key
+        self.cfg, self._api_key, self._secrets = cfg, key, secrets
         self.notifier.ready()
         self.controls.reloaded(covers, True, f"applied {path}")
         return True
 
-    def _build(self, cfg: Config, key: str) -> Parts:
+    def _build(self, cfg: Config, key: str, secrets: ProviderSecrets | None = None) -> Parts:
         """Build and start one generation; on failure nothing of it stays claimed."""
-        parts = Parts(cfg, key, self.notifier, self.hooks, self.meter)
+        parts = Parts(cfg, key, self.notifier, self.hooks, self.meter,
+                      self._secrets if secrets is None else secrets)
         parts.start()
         return parts
 
@@ -428,6 +459,17 @@ class Daemon:
         log.info("stopped in %.2f s", time.monotonic() - started)
 
 
+def _only_listen_retuned(old: Config, new: Config) -> bool:
+    """Whether new differs from old in agent.listen alone, by a change an UpdateListen carries
+    (Flux re-tuned, same model). Anything else rebuilds the parts, and with them the link: the
+    next press reconnects with the new settings."""
+    same_rest = dataclasses.replace(new, agent=dataclasses.replace(new.agent,
+                                                                  listen=old.agent.listen))
+    return (old.agent.listen != new.agent.listen
+            and config_to_dict(same_rest) == config_to_dict(old)
+            and protocol.encode_update_listen(old, new) is not None)
+
+
 def run_daemon(config_path: str) -> int:
     """`speakerd run`: load the config and the key, then serve. Exit 78 on bad config."""
     from .audio import quiet_alsa_lib
@@ -440,6 +482,7 @@ def run_daemon(config_path: str) -> int:
         cfg = load_config(config_path)
         configure_logging(cfg.log.level)
         key = load_api_key(cfg.agent)  # clears the variable from the environment
+        secrets = load_provider_secrets(cfg.agent)
     except (ConfigError, ValueError, RecursionError, OSError) as exc:
         if not isinstance(exc, ConfigError):
             exc = ConfigError([f"{config_path}: cannot read: {type(exc).__name__}"])
@@ -450,7 +493,7 @@ def run_daemon(config_path: str) -> int:
     runtime = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
     control = os.path.join(runtime, SOCKET_NAME) if runtime else None
     daemon = Daemon(config_path, cfg, key, control_path=control,
-                    env_key=env_key if key == env_key else "")
+                    env_key=env_key if key == env_key else "", secrets=secrets)
     daemon.set_log_level = configure_logging
     daemon.install_signals()
     return daemon.run()

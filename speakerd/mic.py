@@ -102,6 +102,10 @@ class Mic:
                 # The turn's first byte is the first frame sent (or buffered) from now on.
                 self._first_pending = True
             self._mode = mode
+            if mode is UplinkMode.STREAM:
+                # Flush now, not at the next period: a message the caller sends after this
+                # returns (ForceEndTurn) must follow the buffered words on the wire.
+                self._flush_buffer()
         # After the change, not before: a mic thread going idle re-checks the state once woken.
         self._wake.set()
 
@@ -162,15 +166,20 @@ class Mic:
                 self._buffer.append(frame)
                 return
             # Streaming: what was buffered goes first, so the server hears the press edge onward
-            # in order. send() only enqueues, so doing this under the lock is cheap.
-            if self._buffer:
-                self._note_first_send()
-                while self._buffer:
-                    self._sink.uplink(self._buffer.popleft())
-                    self.frames_sent += 1
+            # in order.
+            self._flush_buffer()
             self._note_first_send()
             self._sink.uplink(frame)
             self.frames_sent += 1
+
+    def _flush_buffer(self) -> None:
+        """Send what the connect buffer holds, in order (the caller holds the lock; send()
+        only enqueues, so this is cheap)."""
+        if self._buffer:
+            self._note_first_send()
+            while self._buffer:
+                self._sink.uplink(self._buffer.popleft())
+                self.frames_sent += 1
 
     def _note_first_send(self) -> None:
         if self._first_pending:
