@@ -176,9 +176,10 @@ MAY_IMPORT: dict[str, set[str]] = {
     "selftest": {"audio", "button", "config", "events", "leds"},
     "emulator": {"config"},  # its sound rig builds device configs; never the codec
 }
-# Wiring and the command line may import any room but the emulator (a device never runs it);
+# Wiring (the daemon and the parts it builds) and the command line may import any room but the
+# emulator (a device never runs it);
 # the command line starts the emulator on request.
-WIRING = {"daemon": {"emulator"}, "__main__": set(), "__init__": {"emulator"}}
+WIRING = {"daemon": {"emulator"}, "parts": {"emulator"}, "__main__": set(), "__init__": {"emulator"}}
 
 
 def _rooms() -> dict[str, set[str]]:
