@@ -671,6 +671,9 @@ class Session:
         # Each state's own timeout starts afresh (the error hold is set by _fail()).
         self._deadline = self.clock() + self.cfg.session.reply_timeout if state is State.THINKING \
             else None
+        # The microphone follows first, so what the LEDs say is already true: listening means
+        # the gate is open, speaking that it is shut (half duplex).
+        self._apply_audio()
         self._show(state)
 
     def _show(self, state: State) -> None:

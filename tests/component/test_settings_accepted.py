@@ -25,6 +25,7 @@ from speakerd.config import (
     is_flux,
     parse_config,
 )
+from speakerd.config.agent import resolved_listen
 from speakerd.emulator.wire import ClientMessageError, check_message, validate_settings
 from tests.support.configs import agent_setups, listen_configs
 
@@ -100,7 +101,8 @@ def test_every_update_listen_sent_is_accepted(setup: tuple[dict[str, Any], Provi
         return  # a setting dropped that an update would keep: the daemon reconnects instead
     _server_accepts("v1", text, settings_message=False)
     provider = json.loads(text)["listen"]["provider"]
-    assert provider["model"] == old.agent.listen.model == new.agent.listen.model
+    # The model as sent: an empty one is chosen for the language, the same on both sides.
+    assert provider["model"] == resolved_listen(old).model == resolved_listen(new).model
 
 
 def test_force_end_turn_and_keepalive_pass_in_v1_and_only_keepalive_in_early_access() -> None:
