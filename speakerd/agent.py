@@ -70,7 +70,10 @@ class AgentLink:
         # in a bounded deque that drops its oldest frame, control messages in a deque of their
         # own that never drops one. The condition wakes the tx thread for either, or a close.
         self._cond = threading.Condition()
-        self._audio: collections.deque[bytes] = collections.deque()
+        # The audio deque also carries the few JSON messages that must follow the audio already
+        # queued (ForceEndTurn): the control deque goes first, so it would overtake the words.
+        self._audio: collections.deque[bytes | str] = collections.deque()
+        self._audio_frames = 0  # the bytes items in _audio (what the bound counts)
         self._control: collections.deque[str] = collections.deque()
         self._failure = ""  # set by fail(): the reason the link is dropped
         self._sending = False  # the tx thread is inside a send (a plain flag: read by close())
@@ -96,25 +99,44 @@ class AgentLink:
         if self._closing.is_set():
             return
         with self._cond:
-            if len(self._audio) >= OUTBOX_FRAMES:
-                self._audio.popleft()
+            if self._audio_frames >= OUTBOX_FRAMES:
+                self._drop_oldest_frame()
                 self._dropped_frames += 1
                 if self._dropped_frames in (1, 10, 100) or self._dropped_frames % 1000 == 0:
                     log.warning("network too slow: dropped %d outgoing audio frames",
                                 self._dropped_frames)
             self._audio.append(pcm)
+            self._audio_frames += 1
             self._cond.notify()
 
-    def send_text(self, text: str) -> None:
-        """Queue one JSON message; never dropped (past MAX_CONTROL_QUEUED the link is)."""
+    def _drop_oldest_frame(self) -> None:
+        """The oldest audio frame goes (the caller holds the lock); an ordered message never."""
+        if isinstance(self._audio[0], bytes):
+            self._audio.popleft()  # the usual case: a message waits behind audio only briefly
+        else:
+            for i, item in enumerate(self._audio):
+                if isinstance(item, bytes):
+                    del self._audio[i]
+                    break
+        self._audio_frames -= 1
+
+    def send_text(self, text: str, *, after_audio: bool = False) -> None:
+        """Queue one JSON message; never dropped (past MAX_CONTROL_QUEUED the link is).
+
+        Control messages go ahead of queued audio (a function's answer need not wait behind
+        the microphone), except with `after_audio`: then it follows every frame queued so far.
+        """
         if self._closing.is_set():
             return
         with self._cond:
-            if len(self._control) >= MAX_CONTROL_QUEUED:
+            if len(self._control) + len(self._audio) - self._audio_frames >= MAX_CONTROL_QUEUED:
                 full = True
             else:
                 full = False
-                self._control.append(text)
+                if after_audio and self._audio:
+                    self._audio.append(text)
+                else:
+                    self._control.append(text)
                 self._cond.notify()
         if full:
             self.fail(f"the agent stopped reading: {MAX_CONTROL_QUEUED} messages unsent")
@@ -227,7 +249,10 @@ class AgentLink:
             if self._control:
                 return self._control.popleft()
             if self._audio:
-                return self._audio.popleft()
+                item = self._audio.popleft()
+                if isinstance(item, bytes):
+                    self._audio_frames -= 1
+                return item
             return None
 
     def _tx_loop(self, ws: websocket.WebSocket) -> None:

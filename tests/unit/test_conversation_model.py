@@ -74,7 +74,7 @@ class Link:
     def send_audio(self, pcm: bytes) -> None:
         pass
 
-    def send_text(self, text: str) -> None:
+    def send_text(self, text: str, *, after_audio: bool = False) -> None:
         self.texts.append(json.loads(text))
 
     def close(self) -> None:

@@ -51,7 +51,7 @@ class FakeLink:
     def send_audio(self, pcm: bytes) -> None:
         self.audio.append(pcm)
 
-    def send_text(self, text: str) -> None:
+    def send_text(self, text: str, *, after_audio: bool = False) -> None:
         self.texts.append(json.loads(text))
 
     def close(self) -> None:

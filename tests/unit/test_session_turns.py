@@ -22,9 +22,11 @@ def _timeline(rig: Rig) -> None:
     link = rig.link
     send = link.send_text
 
-    def logged(text: str) -> None:
-        send(text)
-        rig.calls.append(("link", "send_text", link.texts[-1]["type"]))
+    def logged(text: str, *, after_audio: bool = False) -> None:
+        send(text, after_audio=after_audio)
+        kind = link.texts[-1]["type"]
+        # Behind the audio already queued, or ahead of it (AgentLink sends control first).
+        rig.calls.append(("link", "send_text", f"{kind} after audio" if after_audio else kind))
     link.send_text = logged  # type: ignore[method-assign]
 
 
@@ -41,7 +43,7 @@ def test_the_release_ends_a_flux_turn_after_the_gate_shut() -> None:
     rig.send(ButtonReleased(rig.clock()))
     assert rig.session.state == State.THINKING
     tail = [c for c in rig.calls if c[0] in ("mic", "link")][-2:]
-    assert tail == [("mic", "set_gate", "False"), ("link", "send_text", "ForceEndTurn")]
+    assert tail == [("mic", "set_gate", "False"), ("link", "send_text", "ForceEndTurn after audio")]
     assert _force_end_turns(rig) == 1
 
 
@@ -55,7 +57,7 @@ def test_a_release_while_connecting_ends_the_turn_once_the_buffer_streams() -> N
     assert _force_end_turns(rig) == 0  # nothing before the settings are applied
     rig.ready()
     tail = [c for c in rig.calls if c[0] in ("mic", "link")][-2:]
-    assert tail == [("mic", "set_uplink", "stream"), ("link", "send_text", "ForceEndTurn")]
+    assert tail == [("mic", "set_uplink", "stream"), ("link", "send_text", "ForceEndTurn after audio")]
 
 
 @pytest.mark.parametrize("raw", [
