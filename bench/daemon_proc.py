@@ -1,7 +1,8 @@
 """The daemon alone in its own process, for CPU and memory figures: mock pins, commands on stdin.
 
 Usage: python bench/daemon_proc.py CONFIG.json KEY   (ALSA_CONFIG_PATH set by the caller)
-stdin lines: "press", "release", "threads" (prints {native id: name}), "quit".
+stdin lines: "press", "release", "threads" (prints {native id: name}), "stats" (prints the
+speaker's underruns and the mic's overruns so far), "quit".
 Prints "ready" once the daemon is serving.
 """
 
@@ -43,6 +44,11 @@ def main() -> int:
         elif cmd == "threads":
             # native thread id -> name, so per-thread CPU from /proc can be told apart
             print(json.dumps({t.native_id: t.name for t in threading.enumerate()}), flush=True)
+        elif cmd == "stats":
+            parts = daemon.parts
+            assert parts is not None
+            print(json.dumps({"underruns": parts.speaker.underruns, "xruns": parts.mic.xruns,
+                              "frames_sent": parts.mic.frames_sent}), flush=True)
         elif cmd == "quit":
             break
     daemon.stop()

@@ -220,6 +220,16 @@ class AlsaSource:
             out = out[:want]
         return out
 
+    def avail(self) -> int | None:
+        """Frames captured and not yet read; None when the stream is not running (read starts it)."""
+        try:
+            if self._pcm.state() != alsaaudio.PCM_STATE_RUNNING:
+                return None
+            frames = int(self._pcm.avail())
+        except alsaaudio.ALSAAudioError as exc:
+            raise self._fail(str(exc)) from None
+        return frames if frames >= 0 else None
+
     def pause(self) -> None:
         """Stop capturing (the device stays open); the next read() restarts the stream."""
         try:

@@ -110,6 +110,9 @@ class AudioInputConfig:
     # Deep on purpose: capture latency is one period whatever the buffer, and 200 ms rides out
     # a stall of the mic thread (e.g. while the socket connects) without losing speech.
     periods: int = _opt(10, min=2, max=32)
+    # Audio per uplink message: a whole number of periods. 80 ms is what Deepgram advises for
+    # Flux; each message costs a thread hop and a websocket frame, so fewer cost less CPU.
+    frame_ms: int = _opt(80, min=5, max=250)
     connect_buffer_seconds: float = _opt(10.0, min=0.5, max=60)
 
 
