@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import ssl
 import threading
@@ -18,10 +19,33 @@ log = logging.getLogger(__name__)
 
 # A text frame larger than this is not a message we model; decoding it would only burn a Pi's CPU.
 MAX_TEXT_FRAME = 1 << 20
-# Enough for several seconds of 20 ms audio frames if the network hiccups; past that the oldest
-# frames are dropped rather than letting memory grow without bound.
+# Enough for several seconds of uplink frames (40 s of 80 ms ones) if the network hiccups; past
+# that the oldest frames are dropped rather than letting memory grow without bound.
 OUTBOX_FRAMES = 500
 _CLOSE = object()
+_MASK_KEYS = 256  # mask keys drawn from the OS at once: one getrandom() per 256 frames sent
+
+
+class MaskKeys:
+    """Websocket mask keys from os.urandom, drawn in batches rather than one call per frame.
+
+    Called by websocket-client for every frame it sends: from agent-tx, and from agent-rx
+    when it answers a ping, hence the lock.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool = b""
+        self._at = 0
+
+    def __call__(self, length: int) -> bytes:
+        with self._lock:
+            if self._at + length > len(self._pool):
+                self._pool = os.urandom(max(length, 4) * _MASK_KEYS)
+                self._at = 0
+            key = self._pool[self._at:self._at + length]
+            self._at += length
+            return key
 
 
 class AgentLink:
@@ -131,6 +155,7 @@ class AgentLink:
         try:
             ws = websocket.WebSocket(sslopt=self._sslopt(), enable_multithread=True,
                                      skip_utf8_validation=True)
+            ws.set_mask_key(MaskKeys())
             # The key goes only into this header; websocket-client does not log headers unless
             # its trace is enabled, which we never do.
             ws.connect(self.url, header=[f"Authorization: Token {self._api_key}"],

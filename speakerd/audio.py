@@ -89,8 +89,8 @@ class Source(Protocol):
 class Sink(Protocol):
     """Where PCM for the speaker goes."""
 
-    def write(self, pcm: bytes) -> None:
-        """One period; blocks at most about a period when the device buffer is full."""
+    def write(self, pcm: bytes | memoryview) -> None:
+        """Whole periods; blocks at most about a period when the device buffer is full."""
         ...
 
     def drop(self) -> None:
@@ -265,7 +265,7 @@ class AlsaSink:
     def _fail(self, exc: BaseException) -> AudioDeviceError:
         return AudioDeviceError(self.KEY, f"playback device {self.device!r} failed: {exc}")
 
-    def write(self, pcm: bytes) -> None:
+    def write(self, pcm: bytes | memoryview) -> None:
         view = memoryview(pcm)
         fb = self.fmt.frame_bytes
         retries = 0

@@ -20,7 +20,6 @@ from .worker import Worker
 log = logging.getLogger(__name__)
 
 _LEVEL_FRAMES = 25  # periods kept for level(): half a second at 20 ms
-_SLACK = 0.002  # seconds past a frame's capture before reading it: timers and devices jitter
 
 
 class FrameSink(Protocol):
@@ -218,10 +217,10 @@ class Mic:
         if avail is not None:
             period = self._fmt.period_frames
             short = need * period - avail
-            # Sleep until the whole frame is in, plus a little: the reads then return at once.
-            # (A blocking read costs more than a timed wait: the sound server's thread and the
-            # device's lock add wake-ups of their own.)
-            if short > 0 and self._wake.wait(short / self._fmt.rate + _SLACK):
+            # Sleep until the whole frame is in, plus a quarter period: the reads then return at
+            # once. (A read that blocks costs more than a timed wait: the device's own wake-ups
+            # come on top. A sound server delivers a period a little after it was captured.)
+            if short > 0 and self._wake.wait((short + period / 4) / self._fmt.rate):
                 self._wake.clear()
                 after = _available(source)
                 need = min(need, (after or 0) // period)
