@@ -309,3 +309,66 @@ def _wait(pred: Any, timeout: float = 15.0) -> bool:
             return True
         pause(0.005)
     return bool(pred())
+
+
+# --- the section of the bench's table ----------------------------------------------------------
+
+RATES = (16000, 24000, 48000)
+PERIODS_MS = (10, 20, 40)
+FRAMES_MS = (20, 40, 80)
+BUFFER_MS = 200  # the grid keeps the playback buffer at the default's length while the period varies
+
+
+@dataclass
+class Section:
+    """Everything the CPU part of the bench measured."""
+    stream: StreamResult
+    connected: StreamResult
+    offline: StreamResult
+    grid: dict[tuple[int, int], float]     # (output rate, period ms) -> % of one core
+    frames: dict[int, float]               # uplink frame ms -> % of one core
+    grid_window: tuple[float, float]
+    log: list[str] = field(default_factory=list)
+
+
+def run_section(pa: Any, emu: Any, tmp: Path, rig_raw: dict[str, Any], key: str, tone: bytes, *,
+                quick: bool, profile: Path | None = None,
+                say: Any = print) -> Section:
+    """The workload (60 s reply, window 15-45 s), connected idle, not connected, and the grid."""
+    reply, window = (24.0, (6.0, 18.0)) if quick else (60.0, (15.0, 45.0))
+    idle_s = 10.0 if quick else 30.0
+    grid_reply, grid_window = (12.0, (4.0, 10.0)) if quick else (27.0, (5.0, 25.0))
+    say(f"streaming workload ({reply:.0f} s reply, CPU over {window[0]:.0f}-{window[1]:.0f} s) ...")
+    stream = full_duplex(pa, emu, tmp, rig_raw, key, tone, reply_seconds=reply, window=window,
+                         profile=profile / "stream.txt" if profile else None)
+    say(f"connected idle ({idle_s:.0f} s) ...")
+    connected = connected_idle(pa, emu, tmp, rig_raw, key, tone, seconds=idle_s,
+                               profile=profile / "connected-idle.txt" if profile else None)
+    say(f"not connected ({idle_s:.0f} s) ...")
+    offline = not_connected(pa, rig_raw, tmp, key, seconds=idle_s)
+    grid: dict[tuple[int, int], float] = {}
+    for rate in RATES:
+        for period in PERIODS_MS:
+            say(f"grid: output {rate} Hz, period {period} ms ...")
+            r = full_duplex(pa, emu, tmp, rig_raw, key, tone, out_rate=rate, out_period_ms=period,
+                            reply_seconds=grid_reply, window=grid_window,
+                            extra_audio={"output": {"periods": BUFFER_MS // period}})
+            grid[(rate, period)] = r.window.cpu
+    frames: dict[int, float] = {}
+    for frame_ms in FRAMES_MS:
+        say(f"uplink frames of {frame_ms} ms ...")
+        r = full_duplex(pa, emu, tmp, rig_raw, key, tone, reply_seconds=grid_reply,
+                        window=grid_window, extra_audio={"input": {"frame_ms": frame_ms}})
+        frames[frame_ms] = r.window.cpu
+    return Section(stream, connected, offline, grid, frames, grid_window)
+
+
+def grid_table(sec: Section) -> list[str]:
+    """The grid as lines: output period down, output rate across, % of one core."""
+    lines = ["  output period \\ rate " + "".join(f"{r // 1000:>8} kHz" for r in RATES)]
+    for period in PERIODS_MS:
+        lines.append(f"  {period:>6} ms x {BUFFER_MS // period:<2}      "
+                     + "".join(f"{sec.grid[(r, period)]:>10.2f} %" for r in RATES))
+    lines.append("  uplink frame         " + "".join(f"{ms:>9} ms" for ms in FRAMES_MS))
+    lines.append("  (24 kHz, 20 ms x 10) " + "".join(f"{sec.frames[ms]:>10.2f} %" for ms in FRAMES_MS))
+    return lines

@@ -304,6 +304,46 @@ class Mic:
                 return True
         return False
 
+    def _silent(self) -> bool:
+        """Only silence would leave the mic (a socket, the gate shut): capture can stop."""
+        with self._lock:
+            return self._mode is not UplinkMode.OFF and not self._gate
+
+    def _pace_silence(self) -> bool:
+        """Stop the capture stream and send silence frames by the clock until the gate opens or
+        the uplink goes off; False when stopping.
+
+        Connected and nobody talking (half duplex, button up, or the agent speaking), reading
+        the microphone only to replace it with silence cost the device's wake-ups and the
+        thread's reads; the socket still gets a frame of silence at the frame cadence, so the
+        server never sees it quiet. The stream restarts on the next read when the gate opens,
+        and the press edge's period is captured from then on.
+        """
+        pause = getattr(self._source, "pause", None)
+        if pause is None:
+            return True  # a source that cannot stop is read, and silence sent in its place
+        self._wake.clear()
+        if not self._silent():  # a command raced in between the check and the clear
+            return True
+        try:
+            pause()
+        except AudioDeviceError:
+            return True  # the next read reports the device properly
+        self.pauses += 1
+        frame = self._fmt.period_seconds * self._frame_periods
+        due = self._clock() + frame
+        while not self._stop.is_set():
+            # On the command event: a press opens the gate within a millisecond of the edge.
+            if self._wake.wait(max(0.0, due - self._clock())):
+                self._wake.clear()
+                if not self._silent():
+                    return True
+                continue
+            due += frame
+            for _ in range(self._frame_periods):
+                self._handle(self._silence)
+        return False
+
     def _run(self) -> None:
         delays: Iterator[float] | None = None
         failed = False
@@ -326,6 +366,8 @@ class Mic:
                         self._report(True, "")
                     failed = False
                 if self._idle() and not self._sleep_while_idle():
+                    break
+                if self._silent() and not self._pace_silence():
                     break
                 try:
                     self._read_step(self._source)

@@ -223,7 +223,10 @@ class Speaker:
             return self._fmt.period_seconds
         queued = self._sink.delay_frames()
         if self._pending:
-            queued -= self._fmt.period_frames  # the short tail goes in while a period is left
+            # A short tail goes in only when nothing came for a period and about a period is
+            # left to play: padding it any sooner would put silence into audio still arriving.
+            queued -= self._fmt.period_frames
+            return min(_IDLE_WAIT, max(self._fmt.period_seconds, queued / self._fmt.rate))
         return min(_IDLE_WAIT, max(0.001, queued / self._fmt.rate + 0.001))
 
     def _take_interrupt(self) -> tuple[float, int] | None:

@@ -122,10 +122,10 @@ class AudioOutputConfig:
     device: str = "default"
     sample_rate: int = _opt(24000, min=8000, max=48000)
     encoding: str = _opt("linear16", choices=("linear16", "mulaw"))
-    # Long on purpose: an interruption is drop(), which discards the whole buffer at once, so
-    # the period sets only how often the device and the thread wake (CPU), not the barge-in.
-    period_ms: int = _opt(40, min=5, max=100)
-    periods: int = _opt(5, min=2, max=32)
+    # A deep buffer on purpose: an interruption is drop(), which discards the whole buffer at
+    # once, so its length costs no barge-in time, and a chunk of agent audio fits in one write.
+    period_ms: int = _opt(20, min=5, max=100)
+    periods: int = _opt(10, min=2, max=32)
 
 
 @dataclass(frozen=True)

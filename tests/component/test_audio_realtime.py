@@ -198,6 +198,7 @@ def test_sound_server_crash_is_survived(own_pulse_server: PulseServer) -> None:
               backoff=quick_backoff)
     speaker = Speaker(lambda: open_sink(pa.output_config()), FMT, on_event=events,
                       on_device=spk_dev, backoff=quick_backoff)
+    mic.set_gate(True)  # reading the device (a shut gate stops the stream and sends silence)
     mic.set_uplink(UplinkMode.STREAM)
     mic.start()
     speaker.start()
