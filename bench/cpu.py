@@ -169,7 +169,7 @@ def measure(proc: DaemonProcess, seconds: float, profile: Path | None = None) ->
         out = str(profile)
         spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
                                 str(proc.pid), "--threads", "--nonblocking",
-                                "--rate", "200", "--duration", str(int(seconds)), "--format",
+                                "--rate", "250", "--duration", str(int(seconds)), "--format",
                                 "raw", "--output", out], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     w0 = task_wakeups(proc.pid, names)

@@ -223,12 +223,14 @@ class AlsaSource:
     def avail(self) -> int | None:
         """Frames captured and not yet read; None when the stream is not running (read starts it)."""
         try:
-            if self._pcm.state() != alsaaudio.PCM_STATE_RUNNING:
-                return None
             frames = int(self._pcm.avail())
+            # Only an empty reading needs the state (a stopped stream also reads 0): one call
+            # into the device per frame instead of two.
+            if frames <= 0 and self._pcm.state() != alsaaudio.PCM_STATE_RUNNING:
+                return None
         except alsaaudio.ALSAAudioError as exc:
             raise self._fail(str(exc)) from None
-        return frames if frames >= 0 else None
+        return max(0, frames)
 
     def pause(self) -> None:
         """Stop capturing (the device stays open); the next read() restarts the stream."""

@@ -22,9 +22,9 @@ RGB = tuple[float, float, float]
 
 
 # Steps a second of a fade. Each step wakes gpiozero's animation thread, which ran at 25 a
-# second for the whole of every reply (a pulse while speaking): half the rate is still a
-# smooth breath on a status LED. A short fade gets at least MIN_FADE_STEPS steps.
-PULSE_FPS = 12.5
+# second for the whole of every reply (a pulse while speaking): 10 is still a smooth breath
+# on a status LED. A short fade gets at least MIN_FADE_STEPS steps.
+PULSE_FPS = 10.0
 MIN_FADE_STEPS = 4
 
 

@@ -71,6 +71,8 @@ class Mic:
         # The uplink frame being assembled, period by period; its capacity is reserved once.
         self._frame = bytearray(self._frame_bytes)
         self._frame_len = 0
+        # Frames ready for the sink, in order (mic thread only; see _send()).
+        self._outgoing: collections.deque[bytes] = collections.deque()
         self._overflow = Throttle(5.0, clock)
         self._dropped = 0
         self._recent: collections.deque[bytes] = collections.deque(maxlen=_LEVEL_FRAMES)
@@ -185,15 +187,25 @@ class Mic:
                 self._buffer.append(frame)
                 return
             # Streaming: what was buffered goes first, so the server hears the press edge onward
-            # in order. send() only enqueues, so doing this under the lock is cheap.
+            # in order; _send() hands them over before the thread next blocks.
             if self._buffer:
                 self._note_first_send()
                 while self._buffer:
-                    self._sink.uplink(self._buffer.popleft())
+                    self._outgoing.append(self._buffer.popleft())
                     self.frames_sent += 1
             self._note_first_send()
-            self._sink.uplink(frame)
+            self._outgoing.append(frame)
             self.frames_sent += 1
+
+    def _send(self) -> None:
+        """Hand the frames ready to go to the sink; called just before the thread blocks.
+
+        Sending wakes the socket's thread, which then needs the interpreter lock: handed over
+        as this thread goes to sleep, it gets it at once instead of waking twice. Only this
+        thread appends and sends, so the order holds without the lock.
+        """
+        while self._outgoing:
+            self._sink.uplink(self._outgoing.popleft())
 
     def _periods_due(self) -> int:
         """Periods to read before the next frame leaves (one when it should leave at once)."""
@@ -220,12 +232,14 @@ class Mic:
             # Sleep until the whole frame is in, plus a quarter period: the reads then return at
             # once. (A read that blocks costs more than a timed wait: the device's own wake-ups
             # come on top. A sound server delivers a period a little after it was captured.)
+            self._send()
             if short > 0 and self._wake.wait((short + period / 4) / self._fmt.rate):
                 self._wake.clear()
                 after = _available(source)
                 need = min(need, (after or 0) // period)
             gate = self._gate_seen
         for _ in range(need):
+            self._send()
             raw = source.read()
             self.frames_read += 1
             self._recent.append(raw)
@@ -266,6 +280,7 @@ class Mic:
                 return True
             # Pace silence by the clock so a missing microphone never starves the socket; the
             # wait is on the stop event so stop() is immediate.
+            self._send()
             if self._stop.wait(max(0.0, min(next_frame, deadline) - now)):
                 return False
             if self._clock() >= next_frame:
@@ -289,6 +304,7 @@ class Mic:
         pause = getattr(self._source, "pause", None)
         if pause is None:
             return True  # a source that cannot stop is simply read and discarded
+        self._send()
         self._wake.clear()
         if not self._idle():  # a command raced in between the check and the clear
             return True
@@ -322,6 +338,7 @@ class Mic:
         pause = getattr(self._source, "pause", None)
         if pause is None:
             return True  # a source that cannot stop is read, and silence sent in its place
+        self._send()
         self._wake.clear()
         if not self._silent():  # a command raced in between the check and the clear
             return True
@@ -334,6 +351,7 @@ class Mic:
         due = self._clock() + frame
         while not self._stop.is_set():
             # On the command event: a press opens the gate within a millisecond of the edge.
+            self._send()
             if self._wake.wait(max(0.0, due - self._clock())):
                 self._wake.clear()
                 if not self._silent():

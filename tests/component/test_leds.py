@@ -262,7 +262,7 @@ def test_failed_construction_releases_claimed_pins(mock_pins: MockFactory,
 
 def test_pulse_steps_at_the_calm_rate(mock_pins: MockFactory,
                                       make_leds: Callable[..., StatusLeds]) -> None:
-    """A 0.6 s fade takes 0.6 x PULSE_FPS steps (7), not gpiozero's 25 a second (15)."""
+    """A 0.6 s fade takes 0.6 x PULSE_FPS steps (6), not gpiozero's 25 a second (15)."""
     patterns = dict(PATTERNS, speaking=Pattern("pulse", 0.6, 0.6))
     leds = make_leds(LedConfig(kind="pwm", pins=("GPIO25",), patterns=patterns))
     pin = mock_pins.pin("GPIO25")
