@@ -315,7 +315,7 @@ def bench_press(pa: PulseServer, emu: Emulator, tmp: Path, warm_n: int, cold_n: 
             if is_cold and emu.sessions:
                 expect(lambda: emu.sessions[-1].closed.is_set(), WAIT, "idle close")
             elif not is_cold:
-                expect(lambda: rig.state() == State.IDLE, WAIT, "idle")
+                expect(lambda: rig.state() == State.IDLE, WAIT, "back to idle")
             n_sessions = len(emu.sessions)
             if is_cold and i >= warm_n:
                 # Speech from the press edge: is any of it lost while the socket opens?
@@ -492,6 +492,11 @@ def cpu_rows(sec: cpu.Section) -> None:
     row("  underruns, overruns", f"{st.underruns} / {st.xruns} in the window, "
         f"{st.extra['stats']['underruns']} / {st.extra['stats']['xruns']} over the whole reply",
         "0", st.underruns == 0 and st.xruns == 0, "the speaker's and the mic's own counters")
+    rg = sec.ring
+    row("  with a 12-pixel APA102 ring", f"{rg.window.cpu:.2f} % of one core, its leds thread "
+        f"{rg.window.threads.get('leds', 0.0):.2f} % at {rg.extra['ring_fps']:.1f} frames/s", "-",
+        None, f"the workload plus a ReSpeaker 4-Mic-sized ring pulsing while the reply plays, "
+        f"{rg.window.seconds:.0f} s window; frames counted at a stand-in for the kernel's spidev")
     row("CPU connected idle", f"{ci.window.cpu:.2f} % of one core (load {ci.window.load})",
         "≤ 0.5 %", ci.window.cpu <= 0.5,
         f"half duplex, hold mode, socket open after one turn, nobody talking, "

@@ -208,7 +208,8 @@ def base_config(rig_raw: dict[str, Any], *, out_rate: int, out_period_ms: int | 
 
 def full_duplex(pa: Any, emu: Any, tmp: Path, rig_raw: dict[str, Any], key: str, tone: bytes, *,
                 out_rate: int = 24000, out_period_ms: int | None = None,
-                extra_audio: dict[str, Any] | None = None, reply_seconds: float = 60.0,
+                extra_audio: dict[str, Any] | None = None, extra_leds: list[Any] | None = None,
+                reply_seconds: float = 60.0,
                 frame_ms: int = 100, window: tuple[float, float] = (15.0, 45.0),
                 profile: Path | None = None) -> StreamResult:
     """The workload: a reply at real time in `frame_ms` frames, the mic streaming, full duplex."""
@@ -218,6 +219,7 @@ def full_duplex(pa: Any, emu: Any, tmp: Path, rig_raw: dict[str, Any], key: str,
     emu.options.end_of_speech = 0.25
     cfg = base_config(rig_raw, out_rate=out_rate, out_period_ms=out_period_ms, duplex="full",
                       extra_audio=extra_audio)
+    cfg["leds"] = [*cfg["leds"], *(extra_leds or [])]
     proc = DaemonProcess(cfg, tmp / f"fd-{out_rate}-{out_period_ms}.json", key, pa.alsa_config,
                          reply_seconds + 120)
     try:
@@ -231,9 +233,9 @@ def full_duplex(pa: Any, emu: Any, tmp: Path, rig_raw: dict[str, Any], key: str,
             raise RuntimeError("no reply")
         t_reply = now()
         pause(max(0.0, t_reply + window[0] - now()))
-        before = proc.stats()
+        before, f0 = proc.stats(), int(proc.ask("frames"))
         win, prof = measure(proc, window[1] - window[0], profile)
-        after = proc.stats()
+        after, f1 = proc.stats(), int(proc.ask("frames"))
         t0, t1 = now() - win.seconds, now()
         times = [f.t for f in list(sess.frames) if f.kind == "binary" and t0 <= f.t <= t1]
         gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
@@ -243,7 +245,7 @@ def full_duplex(pa: Any, emu: Any, tmp: Path, rig_raw: dict[str, Any], key: str,
             xruns=after["xruns"] - before["xruns"],
             uplink_gap_ms=max(gaps) * 1000 if gaps else float("nan"),
             uplink_fps=len(times) / win.seconds, reply_streaming=not sess.replies[-1].done,
-            profile=prof, extra={"stats": after})
+            profile=prof, extra={"stats": after, "ring_fps": (f1 - f0) / win.seconds})
     finally:
         proc.close()
         emu.options.reply_pace = 10.0
@@ -317,6 +319,8 @@ RATES = (16000, 24000, 48000)
 PERIODS_MS = (10, 20, 40)
 FRAMES_MS = (20, 40, 80)
 BUFFER_MS = 200  # the grid keeps the playback buffer at the default's length while the period varies
+# A ReSpeaker 4-Mic-sized ring of pixels: its animation thread pulses while the reply plays.
+RING = {"kind": "apa102", "pixels": 12, "spi_device": 1, "global_brightness": 8}
 
 
 @dataclass
@@ -325,6 +329,7 @@ class Section:
     stream: StreamResult
     connected: StreamResult
     offline: StreamResult
+    ring: StreamResult                     # the workload with a 12-pixel APA102 ring as well
     grid: dict[tuple[int, int], float]     # (output rate, period ms) -> % of one core
     frames: dict[int, float]               # uplink frame ms -> % of one core
     grid_window: tuple[float, float]
@@ -346,6 +351,9 @@ def run_section(pa: Any, emu: Any, tmp: Path, rig_raw: dict[str, Any], key: str,
                                profile=profile / "connected-idle.txt" if profile else None)
     say(f"not connected ({idle_s:.0f} s) ...")
     offline = not_connected(pa, rig_raw, tmp, key, seconds=idle_s)
+    say("the workload with a 12-pixel LED ring ...")
+    ring = full_duplex(pa, emu, tmp, rig_raw, key, tone, reply_seconds=grid_reply,
+                       window=grid_window, extra_leds=[RING])
     grid: dict[tuple[int, int], float] = {}
     for rate in RATES:
         for period in PERIODS_MS:
@@ -360,7 +368,7 @@ def run_section(pa: Any, emu: Any, tmp: Path, rig_raw: dict[str, Any], key: str,
         r = full_duplex(pa, emu, tmp, rig_raw, key, tone, reply_seconds=grid_reply,
                         window=grid_window, extra_audio={"input": {"frame_ms": frame_ms}})
         frames[frame_ms] = r.window.cpu
-    return Section(stream, connected, offline, grid, frames, grid_window)
+    return Section(stream, connected, offline, ring, grid, frames, grid_window)
 
 
 def grid_table(sec: Section) -> list[str]:

@@ -2,8 +2,12 @@
 
 Usage: python bench/daemon_proc.py CONFIG.json KEY   (ALSA_CONFIG_PATH set by the caller)
 stdin lines: "press", "release", "threads" (prints {native id: name}), "stats" (prints the
-speaker's underruns and the mic's overruns so far), "quit".
-Prints "ready" once the daemon is serving.
+speaker's underruns and the mic's overruns so far), "frames" (prints how many SPI frames the LED
+pixels were sent), "quit". Prints "ready" once the daemon is serving.
+
+Hardware SPI here is a stand-in that counts each frame and drops it, as a Pi hands a frame to
+the kernel in one write: the mock factory's own SPI bit-bangs mock pins, thousands of Python
+calls a frame, which would measure the mock rather than the daemon.
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ import threading
 
 os.environ["GPIOZERO_PIN_FACTORY"] = "mock"
 
+from typing import Any  # noqa: E402
+
 from gpiozero import Device  # noqa: E402
+from gpiozero.pins import SPI  # noqa: E402
 from gpiozero.pins.mock import MockFactory, MockPWMPin  # noqa: E402
 
 from speakerd.config import parse_config  # noqa: E402
@@ -23,11 +30,44 @@ from speakerd.daemon import Daemon, configure_logging  # noqa: E402
 from speakerd.notify import Notifier  # noqa: E402
 
 
+class CountingSPI(SPI):  # type: ignore[misc]
+    """SPI0 as the kernel's spidev offers it: a frame is one write; here it is counted only."""
+
+    frames = 0
+
+    def __init__(self, clock_pin: Any, mosi_pin: Any, miso_pin: Any, select_pin: Any,
+                 pin_factory: Any) -> None:
+        self._open = True
+        super().__init__(pin_factory=pin_factory)
+
+    def transfer(self, data: Any) -> list[int]:
+        CountingSPI.frames += 1
+        return [0] * len(data)
+
+    def _get_clock_mode(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        self._open = False
+        super().close()
+
+    @property
+    def closed(self) -> bool:
+        return not self._open
+
+
+class BenchFactory(MockFactory):  # type: ignore[misc]
+    """Mock pins, and the counting stand-in for hardware SPI."""
+
+    def _get_spi_class(self, shared: bool, hardware: bool) -> type:
+        return CountingSPI if hardware else super()._get_spi_class(shared, hardware)
+
+
 def main() -> int:
     raw = json.loads(open(sys.argv[1]).read())
     key = sys.argv[2]
     configure_logging("WARNING")
-    Device.pin_factory = MockFactory(pin_class=MockPWMPin)
+    Device.pin_factory = BenchFactory(pin_class=MockPWMPin)
     cfg = parse_config(raw)
     daemon = Daemon(None, cfg, key, notifier=Notifier(environ={}))
     daemon.start()
@@ -49,6 +89,8 @@ def main() -> int:
             assert parts is not None
             print(json.dumps({"underruns": parts.speaker.underruns, "xruns": parts.mic.xruns,
                               "frames_sent": parts.mic.frames_sent}), flush=True)
+        elif cmd == "frames":
+            print(CountingSPI.frames, flush=True)
         elif cmd == "quit":
             break
     daemon.stop()

@@ -1,10 +1,11 @@
-"""The command line: run, check-config, devices, selftest, emulate."""
+"""The command line: run, check-config, devices, selftest, emulate, ctl."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from typing import Any
 
 from .config import DEFAULT_PATH, EX_CONFIG, ConfigError, load_config
 
@@ -31,14 +32,34 @@ def _devices(args: argparse.Namespace) -> int:
     from .audio import list_devices
 
     devices = list_devices()
-    if args.json:
-        print(json.dumps(devices, indent=2))
-        return 0
+    print_devices(devices, as_json=args.json)
+    return 0
+
+
+def print_devices(devices: dict[str, Any], as_json: bool = False) -> None:
+    """The cards and PCMs, then the board profiles that fit these cards and the lines to use."""
+    from . import boards
+
+    seen = [str(card.get("id", "")) for card in devices.get("cards", [])]
+    fits: list[dict[str, Any]] = [
+        {"board": m.board.name, "description": m.board.description, "card": m.card,
+         "config": boards.advice(m, seen)}
+        for m in boards.matching(devices.get("cards", []))]
+    if as_json:
+        print(json.dumps({**devices, "boards": fits}, indent=2))
+        return
     for section, names in devices.items():
         print(f"{section}:")
         for name in names or ["(none)"]:
             print(f"  {name}")
-    return 0
+    print("boards that fit these cards:" if fits else "boards: none of the profiles fits these cards")
+    for fit in fits:
+        card = fit["card"]
+        print(f"  {fit['board']}: {fit['description']} (card {card.get('index', '?')}: {card.get('id')})")
+        for line in fit["config"]:
+            print(f"    {line}")
+    if len({f["card"].get("id") for f in fits}) < len(fits):
+        print("  (boards built on the same codec show the same card: pick yours by its LEDs and button)")
 
 
 def _selftest(args: argparse.Namespace) -> int:
@@ -52,6 +73,38 @@ def _emulate(args: argparse.Namespace) -> int:
     from .emulator import main as emulator_main
 
     return emulator_main(args.rest)
+
+
+def _format_status(status: dict[str, object]) -> str:
+    lines = [f"state: {status.get('state')}",
+             f"last error: {status.get('last_error') or '-'}",
+             f"agent connected: {'yes' if status.get('agent_connected') else 'no'}",
+             f"connected: {status.get('connected_seconds')} s of {status.get('uptime_seconds')} s "
+             "since start (billed per connected second)"]
+    turn = status.get("last_turn")
+    lines.append(f"last turn: {turn.get('line') if isinstance(turn, dict) else '-'}")
+    reload = status.get("reload")
+    if isinstance(reload, dict) and reload.get("count"):
+        lines.append(f"last reload: {reload.get('message')}")
+    return "\n".join(lines)
+
+
+def _ctl(args: argparse.Namespace) -> int:
+    from .control import ControlError, request, wait_reload
+
+    try:
+        if args.action == "reload":
+            outcome = wait_reload(args.socket, timeout=args.timeout)
+            print(outcome.get("message", ""), file=sys.stdout if outcome.get("ok") else sys.stderr)
+            return 0 if outcome.get("ok") else 1
+        reply = request(args.action, args.socket, timeout=args.timeout)
+    except ControlError as exc:
+        print(f"speakerd ctl: {exc}", file=sys.stderr)
+        return 1
+    if args.action == "status":
+        reply.pop("ok", None)
+        print(json.dumps(reply, indent=2) if args.json else _format_status(reply))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("devices", help="list ALSA cards and PCM names",
                        description="List ALSA cards and PCM names to put in audio.input.device and "
-                                   "audio.output.device (prefer names such as plughw:CARD=Name).")
+                                   "audio.output.device (prefer names such as plughw:CARD=Name), and "
+                                   "the board profiles (board: NAME) that fit the cards seen.")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_devices)
 
@@ -96,6 +150,22 @@ def build_parser() -> argparse.ArgumentParser:
                                    "options.", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER, help="emulator options (see --help)")
     p.set_defaults(func=_emulate)
+
+    from .control import DEFAULT_SOCKET, GROUP
+
+    p = sub.add_parser("ctl", help="control the running service: press, release, status, reload",
+                       description="Talk to the running service over its local socket "
+                                   f"({DEFAULT_SOCKET}; root or members of the group {GROUP}). "
+                                   "press/release act like the button; status prints the state, the "
+                                   "last error, the agent link, connected seconds and the last turn; "
+                                   "reload re-reads the config and waits for the outcome (exit 1 if "
+                                   "the file was refused).")
+    p.add_argument("action", choices=["press", "release", "status", "reload"])
+    p.add_argument("--json", action="store_true", help="status as JSON, for scripts")
+    p.add_argument("--socket", default=DEFAULT_SOCKET, help=f"the socket (default {DEFAULT_SOCKET})")
+    p.add_argument("--timeout", type=float, default=30.0,
+                   help="seconds to wait for the service (default 30)")
+    p.set_defaults(func=_ctl)
     return parser
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import logging
 import threading
@@ -124,6 +125,42 @@ class Throttle:
         self._next = now + self.interval
         held, self.suppressed = self.suppressed, 0
         return held
+
+
+# Set once: alsa-lib keeps only the address of its error handler.
+_alsa_quiet = False
+
+
+def quiet_alsa_lib() -> bool:
+    """Stop alsa-lib printing its own error lines to stderr, i.e. into the journal.
+
+    alsa-lib prints a dozen `ALSA lib conf.c:...` lines for every failed open, and a missing
+    card is retried with backoff; the session logs one line per outage that names the device
+    and its config key, and each retry is a debug line of our own.
+
+    The handler must be C that ignores its arguments, not a Python callback: alsa-lib calls it
+    holding its configuration lock, and a Python callback may hand the GIL to a thread that
+    then waits for that lock in its own snd_pcm_open (pyalsaaudio keeps the GIL there), which
+    deadlocked the daemon on a reload while a missing card was being retried. libc's getpid
+    takes no arguments and changes nothing; the calling conventions of the platforms we run on
+    let a callee ignore arguments it was passed. (It is also no libffi closure, which
+    MemoryDenyWriteExecute= could refuse.)
+    """
+    global _alsa_quiet
+    if _alsa_quiet:
+        return True
+    try:
+        # The soname pyalsaaudio is linked against, so this is the library already loaded.
+        lib = ctypes.CDLL("libasound.so.2")
+        noop = ctypes.cast(ctypes.CDLL(None).getpid, ctypes.c_void_p)
+        lib.snd_lib_error_set_handler.argtypes = [ctypes.c_void_p]
+        if lib.snd_lib_error_set_handler(noop) != 0:
+            return False
+    except (OSError, AttributeError) as exc:
+        log.debug("alsa-lib's error lines stay on stderr: %s", exc)
+        return False
+    _alsa_quiet = True
+    return True
 
 
 def _plug_hint(device: str) -> str:

@@ -3,15 +3,48 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 
-from gpiozero import DigitalInputDevice
+from gpiozero import Device, DigitalInputDevice
+from gpiozero.exc import PinFactoryFallback
 
 from .config import ButtonConfig
 
 log = logging.getLogger(__name__)
+
+
+class NoPinFactory(Exception):
+    """gpiozero can drive no pins here; the message names the fix."""
+
+
+def load_pin_factory() -> None:
+    """Choose gpiozero's pin factory now (it would on the first pin), or raise NoPinFactory.
+
+    Without this a missing factory is a traceback from whichever LED or button is built first,
+    preceded by one warning per factory tried.
+    """
+    if Device.pin_factory is not None:
+        return
+    with warnings.catch_warnings(record=True) as tried:
+        # Each factory that fails to load is a PinFactoryFallback warning; keep them for the line.
+        warnings.simplefilter("always", PinFactoryFallback)
+        try:
+            # What Device() does on the first pin; called here so a failure can be named.
+            Device.pin_factory = Device._default_pin_factory()
+        except Exception as exc:  # noqa: BLE001 - BadPinFactory, or the chosen library's own error
+            reasons = [str(w.message).removeprefix("Falling back from ") for w in tried
+                       if issubclass(w.category, PinFactoryFallback)]
+            raise NoPinFactory(
+                f"no GPIO pin factory ({'; '.join([*reasons, str(exc)])}). On Raspberry Pi OS: "
+                "sudo apt install python3-lgpio, then run scripts/install again (the venv must "
+                f"see Debian's packages); elsewhere: {sys.prefix}/bin/pip install lgpio, or set "
+                "GPIOZERO_PIN_FACTORY. Not restarting: exit 69") from None
+    for w in tried:
+        log.debug("gpiozero: %s", w.message)
 
 
 

@@ -157,6 +157,11 @@ class Connection:
             else:
                 self._runner.run(call.id, call.name, call.arguments, call.arguments_error)
 
+    @property
+    def owes_calls(self) -> bool:
+        """Whether a local function call of this link is still running."""
+        return bool(self._owed)
+
     def calls_cancelled(self, ids: tuple[str, ...]) -> None:
         """The agent withdrew calls: they get no answer, and their work is stopped."""
         for call_id in ids:

@@ -1,4 +1,4 @@
-"""Builds and wires everything: start and stop order, signals, sd_notify, exit codes."""
+"""Builds and wires everything: start and stop order, signals, sd_notify, exit codes, control."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Any
 from . import protocol
 from .agent import AgentLink
 from .config import EX_CONFIG, Config, ConfigError, load_api_key, load_config
+from .control import SOCKET_NAME, ControlServer, LinkMeter, ServiceControls
 from .events import (
     AgentConnected,
     AgentDisconnected,
@@ -26,6 +27,7 @@ from .events import (
     State,
     UplinkStarted,
 )
+from .journal import configure_logging
 from .router import Router
 from .session import Session
 
@@ -33,7 +35,14 @@ log = logging.getLogger(__name__)
 
 EX_OK = 0
 EX_CRASH = 1
+# EX_UNAVAILABLE from sysexits.h: a library the daemon needs (a GPIO pin factory) is missing.
+# A restart cannot install it, so the unit lists it in RestartPreventExitStatus= next to 78;
+# a code of its own (not 78) keeps "fix the config" and "install a package" apart in
+# `systemctl status`.
+EX_UNAVAILABLE = 69
 STOP_TIMEOUT = 2.0
+# The threads that own an audio device: one stuck in a read or write blocks a reload.
+DEVICE_OWNERS = ("mic", "speaker")
 
 
 @dataclass
@@ -57,9 +66,10 @@ class Parts:
     before the error propagates, so the caller may build again.
     """
 
-    def __init__(self, cfg: Config, api_key: str, notifier: Any, hooks: Hooks) -> None:
+    def __init__(self, cfg: Config, api_key: str, notifier: Any, hooks: Hooks,
+                 meter: LinkMeter | None = None) -> None:
         from .audio import AlsaMixer, AudioFormat, open_sink, open_source
-        from .button import PushButton
+        from .button import PushButton, load_pin_factory
         from .convlog import ConversationLog
         from .functions import FunctionRunner
         from .leds import StatusLeds
@@ -69,12 +79,15 @@ class Parts:
 
         self.cfg = cfg
         self._api_key = api_key
+        self.meter = meter
+        # Before the first pin is claimed: no pin factory is one clear error, not a traceback.
+        load_pin_factory()
         self.button: Any = None
         self.links: list[AgentLink] = []
         self.outputs: GpioOutputs | None = None
         self._built: list[tuple[str, Callable[[], object]]] = []  # how to undo each step, in order
         try:
-            self.leds = StatusLeds(cfg.leds)
+            self.leds = StatusLeds(cfg.leds, level=self._mic_peak)
             self._built.append(("leds", self.leds.close))
             self.convlog = ConversationLog(cfg.log.state_dir, enabled=cfg.log.conversation_log,
                                            max_bytes=cfg.log.conversation_log_max_bytes,
@@ -129,6 +142,12 @@ class Parts:
                 log.exception("releasing %s failed", name)
         self._built.clear()
 
+    def _mic_peak(self) -> float:
+        # The LED thread's meter; the mic is built after the LEDs, and a meter shows only while
+        # listening, by when it exists.
+        mic = getattr(self, "mic", None)
+        return mic.peak() if mic is not None else 0.0
+
     def _post(self, event: Event) -> None:
         self.session.post(event)
 
@@ -148,6 +167,10 @@ class Parts:
         # agent-rx: the router acts in arrival order before the session hears of it.
         if isinstance(event, AgentEventReceived):
             self.router.event(event.link, event.event)
+        elif self.meter is not None and isinstance(event, AgentConnected):
+            self.meter.up(event.link)
+        elif self.meter is not None and isinstance(event, AgentDisconnected):
+            self.meter.down(event.link)
         self.session.post(event)
 
     def start(self) -> None:
@@ -166,28 +189,36 @@ class Parts:
             self.session.start()
             self._built.append(("session", lambda: self.session.stop(STOP_TIMEOUT / 4)))
             self.button = self._button_cls(
-                self.cfg.button, on_press=self._pressed,
-                on_release=lambda t: self._post(ButtonReleased(t)))
+                self.cfg.button, on_press=self.press, on_release=self.release)
         except BaseException:
             self._undo()
             raise
 
-    def _pressed(self, t: float) -> None:
-        # gpiozero's thread. Every press silences the agent, whatever the state, so the speaker
-        # is told here (interrupt() only sets a flag) rather than after the session thread wakes:
-        # that hop is what put a scheduling delay between the edge and silence.
-        self.speaker.interrupt()
+    def press(self, t: float) -> None:
+        """The button went down (gpiozero's thread, or the control socket's)."""
+        # Every press silences the agent, whatever the state, so the speaker is told here
+        # (interrupt() only sets a flag) rather than after the session thread wakes: that hop
+        # is what put a scheduling delay between the edge and silence. The press is posted
+        # first: the session must see it before the speaker's report of the interrupt, or a
+        # toggle press mid-reply would look like a press while listening.
         self._post(ButtonPressed(t))
+        self.speaker.interrupt()
+
+    def release(self, t: float) -> None:
+        """The button came up."""
+        self._post(ButtonReleased(t))
 
     def _close_button(self) -> None:
         if self.button is not None:
             self.button.close()
 
     def stop(self) -> list[str]:
-        """Stop in reverse order; every step is bounded. Returns the threads that would not stop.
+        """Stop in reverse order; every step is bounded. Returns the device owners that would not
+        stop (mic, speaker).
 
-        A stuck thread is logged, not waited on; it still holds its device, which is why the
-        caller must not build another generation over it.
+        A stuck thread is logged, not waited on. A stuck device owner still holds its PCM, which
+        is why the caller must not build another generation over it; a link thread owns only its
+        own socket (it ends with its connect timeout) and the session thread no device.
         """
         wait = STOP_TIMEOUT / 4
         steps: list[tuple[str, Callable[[], object]]] = [
@@ -204,7 +235,8 @@ class Parts:
         stuck: list[str] = []
         for name, step in steps:
             try:
-                if step() is False:  # a thread's stop() says False when the thread lives on
+                # A thread's stop() says False when the thread lives on (it has logged why).
+                if step() is False and name in DEVICE_OWNERS:
                     stuck.append(name)
             except Exception:  # noqa: BLE001 - one part failing to stop must not keep the rest running
                 log.exception("stopping %s failed", name)
@@ -213,10 +245,11 @@ class Parts:
 
 
 class Daemon:
-    """The running service: one Parts at a time, signals, readiness and reload."""
+    """The running service: one Parts at a time, signals, readiness, reload and the control socket."""
 
     def __init__(self, config_path: str | None, cfg: Config, api_key: str, *,
-                 notifier: Any = None, hooks: Hooks | None = None) -> None:
+                 notifier: Any = None, hooks: Hooks | None = None,
+                 control_path: str | None = None) -> None:
         from .notify import Notifier
 
         self.config_path = config_path
@@ -225,6 +258,13 @@ class Daemon:
         self.notifier = notifier if notifier is not None else Notifier()
         self.hooks = hooks or Hooks()
         self.parts: Parts | None = None
+        self.control_path = control_path
+        self.control: ControlServer | None = None
+        self.meter = LinkMeter()
+        self.controls = ServiceControls(lambda: self.parts, self.request_reload, self.meter)
+        # `speakerd run` sets this so that a reload applies log.level too; tests leave the
+        # logging of their own process alone.
+        self.set_log_level: Callable[[str], None] | None = None
         self._wake = threading.Event()
         self._stop_requested = False
         self._reload_requested = False
@@ -265,6 +305,9 @@ class Daemon:
         self._saved_excepthook = threading.excepthook
         threading.excepthook = self._thread_crashed
         self.parts = self._build(self.cfg, self._api_key)
+        if self.control_path is not None:
+            # Before READY=1: the unit hands the socket to its group once the service is up.
+            self.control = ControlServer(self.control_path, self.controls).start()
         # Ready once the devices are being served; the network is not waited for (connect on press).
         self.notifier.ready()
         log.info("speakerd ready (%s dialect, button %s in %s mode)", self.cfg.agent.dialect,
@@ -272,8 +315,14 @@ class Daemon:
 
     def run(self) -> int:
         """Serve until a signal or a crash; return the exit code."""
+        from .button import NoPinFactory
+
         try:
             self.start()
+        except NoPinFactory as exc:
+            log.error("%s", exc)
+            self._shutdown()
+            return EX_UNAVAILABLE
         except Exception as exc:  # noqa: BLE001 - a failure to start is a crash: systemd restarts us
             log.critical("cannot start: %s", exc, exc_info=True)
             self._shutdown()
@@ -302,6 +351,8 @@ class Daemon:
 
     def reload(self) -> bool:
         """Re-read the config; a broken file leaves the running config in place."""
+        # Every request numbered so far was made before the file is read below.
+        covers = self.controls.tickets
         self.notifier.reloading()
         path = self.config_path
         try:
@@ -315,8 +366,12 @@ class Daemon:
             log.error("reload failed; still running the previous config")
             self.notifier.status(f"reload failed: {exc.problems[0]}"[:200])
             self.notifier.ready()
+            self.controls.reloaded(covers, False, f"refused, still running the previous config: "
+                                          f"{'; '.join(exc.problems)}")
             return False
         log.info("reloading the config from %s", path)
+        if self.set_log_level is not None:
+            self.set_log_level(cfg.log.level)
         if self.parts is not None:
             parts, self.parts = self.parts, None
             stuck = parts.stop()
@@ -332,14 +387,17 @@ class Daemon:
             self.parts = self._build(self.cfg, self._api_key)  # failing again: run() exits
             self.notifier.status(f"reload failed: {reason}"[:200])
             self.notifier.ready()
+            self.controls.reloaded(covers, False, f"cannot start with the new config ({reason}); "
+                                          "back to the previous one")
             return False
         self.cfg, self._api_key = cfg, key
         self.notifier.ready()
+        self.controls.reloaded(covers, True, f"applied {path}")
         return True
 
     def _build(self, cfg: Config, key: str) -> Parts:
         """Build and start one generation; on failure nothing of it stays claimed."""
-        parts = Parts(cfg, key, self.notifier, self.hooks)
+        parts = Parts(cfg, key, self.notifier, self.hooks, self.meter)
         parts.start()
         return parts
 
@@ -350,6 +408,10 @@ class Daemon:
     def _shutdown(self) -> None:
         self.notifier.stopping()
         started = time.monotonic()
+        if self.control is not None:
+            # First, so that no command reaches parts being taken down.
+            self.control.stop()
+            self.control = None
         if self.parts is not None:
             self.parts.stop()
             self.parts = None
@@ -359,17 +421,13 @@ class Daemon:
         log.info("stopped in %.2f s", time.monotonic() - started)
 
 
-def configure_logging(level: str) -> None:
-    """Thread name in every line; no timestamps under journald (it adds its own)."""
-    fmt = "%(threadName)s %(levelname)s %(name)s: %(message)s"
-    if not os.environ.get("JOURNAL_STREAM"):
-        fmt = "%(asctime)s " + fmt
-    logging.basicConfig(level=getattr(logging, level, logging.INFO), format=fmt, force=True)
-
-
 def run_daemon(config_path: str) -> int:
     """`speakerd run`: load the config and the key, then serve. Exit 78 on bad config."""
+    from .audio import quiet_alsa_lib
+
     configure_logging("INFO")
+    # alsa-lib's own lines would reach the journal around our one line per missing device.
+    quiet_alsa_lib()
     try:
         cfg = load_config(config_path)
         configure_logging(cfg.log.level)
@@ -378,6 +436,10 @@ def run_daemon(config_path: str) -> int:
         for problem in exc.problems:
             log.error("%s", problem)
         return EX_CONFIG
-    daemon = Daemon(config_path, cfg, key)
+    # systemd's RuntimeDirectory=speakerd: the control socket lives there (nowhere else).
+    runtime = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    control = os.path.join(runtime, SOCKET_NAME) if runtime else None
+    daemon = Daemon(config_path, cfg, key, control_path=control)
+    daemon.set_log_level = configure_logging
     daemon.install_signals()
     return daemon.run()

@@ -142,6 +142,20 @@ class Mic:
         rms = math.sqrt(sum(map(int.__mul__, samples, samples)) / len(samples)) / 32768
         return rms, min(1.0, peak)
 
+    def peak(self) -> float:
+        """The peak of the latest period read, 0..1: one period's samples, cheap enough for an
+        LED meter to poll at every frame (level() sums half a second of them)."""
+        try:
+            frame = self._recent[-1]  # a deque's ends are safe to read while the mic appends
+        except IndexError:
+            return 0.0
+        samples = array("h", frame)
+        if not samples:
+            return 0.0
+        if sys.byteorder != "little":
+            samples.byteswap()
+        return min(1.0, max(max(samples), -min(samples)) / 32768)
+
     @property
     def xruns(self) -> int:
         """Capture overruns over every device opened so far."""
@@ -371,9 +385,11 @@ class Mic:
                     try:
                         self._source = self._open_source()
                     except AudioDeviceError as exc:
+                        # The session logs the one user-facing line for this outage; each
+                        # retry is a debug line only, however long the device is missing.
+                        log.debug("microphone unavailable: %s", exc)
                         if not failed:
-                            log.warning("microphone unavailable: %s", exc)
-                            self._report(False, str(exc))
+                            self._report(False, f"{exc} ({exc.key})")
                         failed = True
                         delays = delays or self._backoff()
                         if not self._wait_for_device(delays):
@@ -390,9 +406,9 @@ class Mic:
                 try:
                     self._read_step(self._source)
                 except AudioDeviceError as exc:
-                    log.warning("microphone lost: %s", exc)
+                    log.debug("microphone lost: %s", exc)
                     self._close_source()
-                    self._report(False, str(exc))
+                    self._report(False, f"{exc} ({exc.key})")
                     failed = True
                     # Wait before reopening even after a loss: a device that opens but fails on
                     # every read must not make this loop spin.

@@ -39,7 +39,7 @@ class Router:
     def __init__(self, speaker: ReplyPlayer, recorder: Recorder | None = None) -> None:
         self._speaker = speaker
         self.recorder = recorder  # debug WAV takes, or None
-        # Guards _link, _awaiting_reply and _applied, written by the session thread (reset) and by the
+        # Guards _link and the reply flags below, written by the session thread (reset) and by the
         # current link's receive thread (events). The check "is this my link" and the act on
         # the event happen in one step under it: otherwise an old link's event that passed the
         # check just before a swap could still change how the new link's first reply starts.
@@ -51,6 +51,9 @@ class Router:
         # Audio counts only after the link's SettingsApplied: a server that speaks before it
         # accepted our settings (the audio format among them) is not one to play.
         self._applied = False
+        # The user took the floor (a press, or the server heard them): no audio plays until a
+        # new reply begins, however late the old reply's audio comes.
+        self._barged = False
 
     @property
     def link(self) -> LinkAudio | None:
@@ -62,6 +65,7 @@ class Router:
             self._link = link
             self._awaiting_reply = True
             self._applied = False
+            self._barged = False
 
     def barge_in(self) -> None:
         """Session thread: the user took the floor (a press mid-reply or while the agent thinks).
@@ -71,6 +75,7 @@ class Router:
         """
         with self._lock:
             self._awaiting_reply = False
+            self._barged = True
         self._speaker.interrupt()
 
     def uplink(self, pcm: bytes) -> None:
@@ -86,7 +91,8 @@ class Router:
     def audio(self, link: object, pcm: bytes) -> None:
         """Receive thread: agent audio of `link`; played only if it is the current link."""
         with self._lock:
-            played = link is self._link and self._applied and self._speaker.play(pcm)
+            played = (link is self._link and self._applied and not self._barged
+                      and self._speaker.play(pcm))
         if played and self.recorder is not None:
             self.recorder.add("reply", pcm)
 
@@ -106,12 +112,15 @@ class Router:
                     self._applied = True
                 case protocol.UserStartedSpeaking():
                     # The agent heard the user: stop its voice now, not after the session wakes.
+                    # The server abandons that reply, so its late audio is not played either.
+                    self._barged = True
                     self._speaker.interrupt()
                 case protocol.ConversationText(role="user"):
                     self._awaiting_reply = True
                 case protocol.ConversationText() | protocol.AgentStartedSpeaking():
                     if self._awaiting_reply:
                         self._awaiting_reply = False
+                        self._barged = False
                         self._speaker.begin_reply()
                         begun = True
                 case protocol.AgentAudioDone():

@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 DRAIN_GRACE = 1.5
 # How long the error pattern stays up before the speaker is usable again.
 ERROR_HOLD = 3.0
+# Speaking with no period written for this long: the playback device wedged in a write.
+SPEAKING_STALL = 5.0
 # The longest inbox wait: the loop otherwise sleeps until its next deadline, so an idle speaker
 # wakes rarely; this bound only guards against a deadline computed wrong.
 TICK = 2.0
@@ -61,6 +63,7 @@ class SpeakerControl(Protocol):
     def interrupt(self) -> None: ...
     def chime(self, name: str) -> None: ...
     def is_playing(self) -> bool: ...
+    def progress(self) -> int: ...
 
 
 class LedControl(Protocol):
@@ -109,6 +112,8 @@ class Session:
         self._deadline: float | None = None  # the current state's own timeout (thinking, error)
         self._drained_at: float | None = None
         self._playing = False           # agent audio is sounding, as the speaker reported it
+        self._progress = (0, 0.0)       # the speaker's periods written, and when they last grew
+        self._heard = False             # the server heard something of this turn
         self._hangup_after_reply = False
         self._last_activity = self.clock()
         self._gate_live: bool | None = None
@@ -131,7 +136,11 @@ class Session:
         """Idempotent: stop the loop and close the socket without draining anything."""
         # The sentinel wakes the loop at once.
         stopped = self._worker.stop(lambda: self._inbox.put(None), timeout)
-        self._link.close()
+        # Only the link itself (its close() is thread-safe): the connection's own records belong
+        # to the session thread, which may not have stopped.
+        link = self._link.link
+        if link is not None:
+            link.close()
         return stopped
 
     def _run(self) -> None:
@@ -214,7 +223,7 @@ class Session:
             # of a hands-free conversation ends it.
             self._end_conversation("ended by the button")
             return
-        if self.state is State.ERROR and self._reconnect.key_blocked():
+        if self._reconnect.key_blocked():
             # The key was refused a moment ago: say so again rather than hammer the service.
             self.speaker.chime("error")
             return
@@ -228,6 +237,7 @@ class Session:
         self._hangup_after_reply = False
         self.speaker.chime("press")
         self._turns.begin(t, interrupting)
+        self._heard = False
         self.router.record_turn(True)
         if self.connected:
             self._set_state(State.LISTENING)
@@ -330,6 +340,7 @@ class Session:
                 # The server heard our microphone (the router has already silenced the speaker):
                 # the user is talking. With the gate shut it can only be a late onset of speech
                 # sent before the release, which changes nothing.
+                self._heard = True
                 if self.state in (State.IDLE, State.THINKING, State.SPEAKING) and self._gate_live:
                     self._silent()
                     self._set_state(State.LISTENING)
@@ -362,6 +373,8 @@ class Session:
         if self.on_text is not None:
             self.on_text(ev.role, ev.content)
         self._link.remember(ev.role, ev.content)
+        if ev.role == "user":
+            self._heard = True
         if ev.role == "user" and self.state is State.LISTENING and not self._held:
             # The agent's end-of-turn: hands-free, or an utterance with the button up.
             if self._turns.current is not None:
@@ -379,6 +392,7 @@ class Session:
     def _on_playback_started(self, ev: PlaybackStarted) -> None:
         self._playing = True
         self._drained_at = None
+        self._progress = (self.speaker.progress(), self.clock())
         turn = self._turns.current
         if turn is not None and turn.first_audio is None:
             turn.first_audio = ev.t
@@ -392,6 +406,11 @@ class Session:
         if self._turns.current is not None:
             self._turns.current.underruns += ev.underruns
         self._playing = False
+        if self.state is State.THINKING and ev.ended and not ev.frames:
+            # The speaker gave a reply up without playing any of it (the device is missing):
+            # it is over as far as the user can tell; waiting for it would only time out.
+            self._reply_finished()
+            return
         if self.state is not State.SPEAKING:
             return
         # Only the agent's own mark says the reply is complete; audio that merely ran dry may
@@ -410,6 +429,9 @@ class Session:
 
     def _reply_finished(self) -> None:
         self._drained_at = None
+        self._playing = False
+        if self._turns.current is not None and self._turns.current.first_audio is not None:
+            self.last_error = ""  # a reply was heard: whatever went wrong before is over
         self._turns.log()
         if self._hangup_after_reply:
             self._hangup_after_reply = False
@@ -478,6 +500,8 @@ class Session:
             (self._turns.started + s.max_turn_seconds
              if self.state is State.LISTENING and self._held and self._turns.started is not None
              else None, self._turn_too_long),
+            (self._progress[1] + SPEAKING_STALL
+             if self.state is State.SPEAKING and self._playing else None, self._check_playback),
         ]
         return [(at, act) for at, act in timers if at is not None]
 
@@ -512,6 +536,16 @@ class Session:
         if self.status is not None:
             self.status.watchdog()
 
+    def _check_playback(self) -> None:
+        count = self.speaker.progress()
+        if count != self._progress[0]:
+            self._progress = (count, self.clock())
+            return
+        log.error("the speaker has written nothing for %.0f s: giving the reply up", SPEAKING_STALL)
+        self._reply_finished()
+        self.last_error = "the speaker stopped playing"
+        self._publish_status()
+
     def _turn_too_long(self) -> None:
         log.warning("button held for over %.0f s: handing the turn over",
                     self.cfg.session.max_turn_seconds)
@@ -545,6 +579,18 @@ class Session:
         self._deadline = None
         if self.state is State.ERROR:
             self._set_state(State.IDLE)
+            self._apply_audio()
+        elif self.state is State.THINKING and self._link.owes_calls:
+            # A local function is still running (each is bounded by its own timeout, and its
+            # answer restarts the wait): the agent cannot reply before it has the result.
+            self._deadline = self.clock() + self.cfg.session.reply_timeout
+        elif self.state is State.THINKING and self._hangup_after_reply:
+            self._end_conversation("the agent ended the conversation", close=True)
+        elif self.state is State.THINKING and not self._heard:
+            # A click with nothing said: the server had nothing to answer. The link is healthy.
+            log.info("nothing was heard in this turn")
+            self._turns.log()
+            self._set_state(State.LISTENING if self._conversation else State.IDLE)
             self._apply_audio()
         elif self.state is State.THINKING:
             # A healthy agent answers or at least says something; silence this long means the

@@ -71,6 +71,9 @@ class Speaker:
         self._lost = False                 # the device failed; say when it is back
         self._pending = bytearray()        # audio of the current reply short of a whole period
         self._frames = 0
+        # Grows with every period written (only this thread writes it; others read the int): a
+        # reply that sounds but stops growing means the device wedged in a write.
+        self.periods_written = 0
         self._xrun_base = 0
         self._active = False               # something was written since the last drop()
         self._missing_reported = 0         # replies discarded while the device is missing
@@ -158,6 +161,10 @@ class Speaker:
             if any(item.kind == _AUDIO for item in self._items):
                 return True
         return self._cur is not None
+
+    def progress(self) -> int:
+        """Periods written so far (any thread): stalls while nothing goes to the device."""
+        return self.periods_written
 
     @property
     def underruns(self) -> int:
@@ -326,6 +333,7 @@ class Speaker:
                 break
             sink.write(view[done:done + size])
             self._active = True
+            self.periods_written += size // self._period
             real = min(size, total - done)
             done += size
             if reply and self._cur is not None:
@@ -419,9 +427,10 @@ class Speaker:
 
     def _lose_device(self, exc: AudioDeviceError) -> None:
         """The device failed mid-use: report it, end the reply it was playing, reopen later."""
-        log.warning("speaker lost: %s", exc)
+        # The session logs the one user-facing line for this outage.
+        log.debug("speaker lost: %s", exc)
         self._close_sink()
-        self._report(False, str(exc))
+        self._report(False, f"{exc} ({exc.key})")
         self._pending.clear()
         self._active = False
         reply = self._cur
@@ -447,9 +456,10 @@ class Speaker:
             try:
                 self._sink = self._open_sink()
             except AudioDeviceError as exc:
+                # The session logs the one user-facing line; each retry is a debug line only.
+                log.debug("speaker unavailable: %s", exc)
                 if not failed and not self._lost:  # a loss was reported already
-                    log.warning("speaker unavailable: %s", exc)
-                    self._report(False, str(exc))
+                    self._report(False, f"{exc} ({exc.key})")
                 failed = True
                 delays = delays or self._backoff()
                 deadline = self._clock() + next(delays)

@@ -6,7 +6,10 @@ VENV="${SPEAKERD_VENV:-$PWD/.venv}"
 # pulseaudio, pulseaudio-utils, libasound2-plugins: the real-time audio tier (null sinks behind ALSA).
 # alsa-utils: aplay/arecord for troubleshooting and `speakerd devices` cross-checks.
 # systemd: systemd-analyze, to verify and score the shipped unit (a container lacks it).
-APT_PACKAGES=(libasound2-dev python3-dev python3-venv gcc pulseaudio pulseaudio-utils libasound2-plugins alsa-utils systemd)
+# debootstrap, systemd-container: the system tier builds a Debian 12 root and boots it with
+# systemd-nspawn to run the installed service under a real systemd (tests/system).
+APT_PACKAGES=(libasound2-dev python3-dev python3-venv gcc pulseaudio pulseaudio-utils libasound2-plugins alsa-utils systemd
+              debootstrap systemd-container)
 
 _missing_apt() {
     local missing=() p

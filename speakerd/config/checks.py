@@ -2,30 +2,72 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping
 
-from .schema import Config
+from .. import boards
+from .schema import PIXEL_EFFECTS, SPI0_CLOCK, SPI0_MOSI, SPI0_SELECT, Config, LedConfig
 
 Problem = Callable[[str, str], None]  # (path, message): report one problem
 Reported = Callable[[str], bool]      # whether a problem was reported at or under a path already
 
 _LINEAR16_RATES = (8000, 16000, 24000, 32000, 48000)
 _MULAW_RATES = (8000, 16000)
+TOGGLE_MIN_IDLE = 5.0
 
 
 def cross_checks(cfg: Config, problem: Problem, has: Reported) -> None:
     """Every rule across keys; each reports through `problem`."""
+    _board(cfg, problem)
     _session(cfg, problem)
     _audio(cfg, problem)
     _uplink_frame(cfg, problem, has)
     _pins(cfg, problem, has)
+    _pixels(cfg, problem)
     _functions(cfg, problem)
+
+
+def _board(cfg: Config, problem: Problem) -> None:
+    """The profile named must be one of the files shipped (the loader merged it when it was)."""
+    if not cfg.board or boards.board(cfg.board) is not None:
+        return
+    known = boards.names()
+    close = difflib.get_close_matches(cfg.board, known, n=1, cutoff=0.5)
+    hint = f"'{close[0]}'" if close else "one of " + ", ".join(known)
+    problem("board", f"unknown board {cfg.board!r} (did you mean {hint}?)")
+
+
+def led_pins(led: LedConfig) -> list[tuple[str, str]]:
+    """Every pin an LED claims, with the key that claims it: its pins, and for pixels on
+    hardware SPI the SPI0 pins, and their power pin."""
+    pins = [("pins", pin) for pin in led.pins]
+    if led.kind == "apa102":
+        if not led.pins:
+            pins = [("spi_device", pin) for pin in (SPI0_CLOCK, SPI0_MOSI, SPI0_SELECT[led.spi_device])]
+        if led.power_pin:
+            pins.append(("power_pin", led.power_pin))
+    return pins
+
+
+def _pixels(cfg: Config, problem: Problem) -> None:
+    """spin and meter need a row or ring of pixels to show on."""
+    for i, led in enumerate(cfg.leds):
+        if led.kind == "apa102":
+            continue
+        for state, pattern in led.patterns.items():
+            if pattern.effect in PIXEL_EFFECTS:
+                problem(f"leds[{i}].patterns.{state}.effect",
+                        f"{pattern.effect} needs pixels (kind: apa102); a {led.kind} LED can show "
+                        "off, on, blink or pulse")
 
 
 def _session(cfg: Config, problem: Problem) -> None:
     s = cfg.session
     if s.reconnect_initial > s.reconnect_max:
         problem("session.reconnect_initial", "must not exceed session.reconnect_max")
+    if cfg.button.mode == "toggle" and s.idle_timeout < TOGGLE_MIN_IDLE:
+        problem("session.idle_timeout", f"must be at least {TOGGLE_MIN_IDLE:g} s in toggle mode: a "
+                                        "hands-free conversation ends after this long with nothing said")
 
 
 def _audio(cfg: Config, problem: Problem) -> None:
@@ -55,6 +97,11 @@ def _uplink_frame(cfg: Config, problem: Problem, has: Reported) -> None:
 def _pins(cfg: Config, problem: Problem, has: Reported) -> None:
     """The button and the LEDs: named, the right number, none claimed twice."""
     for i, led in enumerate(cfg.leds):
+        if led.kind == "apa102":
+            if len(led.pins) not in (0, 2):
+                problem(f"leds[{i}].pins", "apa102 pixels take no pins (hardware SPI0) or two, "
+                                           f"[clock, data] (bit-banged), got {len(led.pins)}")
+            continue
         want = 3 if led.kind == "rgb" else 1
         if len(led.pins) != want:
             problem(f"leds[{i}].pins", f"a {led.kind} LED needs {want} pin(s), got {len(led.pins)}")
@@ -62,17 +109,17 @@ def _pins(cfg: Config, problem: Problem, has: Reported) -> None:
         problem("button.pin", "must name a GPIO pin, e.g. GPIO17 or BOARD11")
     claimed = {cfg.button.pin}
     for i, led in enumerate(cfg.leds):
-        for pin in led.pins:
+        for key, pin in led_pins(led):
             if not pin.strip():
-                if not has(f"leds[{i}].pins"):
-                    problem(f"leds[{i}].pins", "must name GPIO pins, e.g. GPIO25")
-            elif pin in claimed:
-                problem(f"leds[{i}].pins", f"{pin} is already in use")
+                if not has(f"leds[{i}].{key}"):
+                    problem(f"leds[{i}].{key}", "must name GPIO pins, e.g. GPIO25")
+            elif pin in claimed and not has(f"leds[{i}].{key}"):  # one line per key is enough
+                problem(f"leds[{i}].{key}", f"{pin} is already in use")
             claimed.add(pin)
 
 
 def _functions(cfg: Config, problem: Problem) -> None:
-    used_pins = [cfg.button.pin] + [p for led in cfg.leds for p in led.pins]
+    used_pins = [cfg.button.pin] + [p for led in cfg.leds for _, p in led_pins(led)]
     seen: set[str] = set()
     names: set[str] = set()
     for i, fn in enumerate(cfg.functions):

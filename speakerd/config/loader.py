@@ -15,9 +15,19 @@ from typing import Any
 
 import yaml
 
+from .. import boards
 from ..events import State
 from .checks import cross_checks
-from .schema import DEFAULT_PATTERNS, STATES, Config, ConfigError, FunctionConfig, LedConfig, Pattern
+from .schema import (
+    DEFAULT_PATTERNS,
+    DEFAULT_PIXEL_PATTERNS,
+    STATES,
+    Config,
+    ConfigError,
+    FunctionConfig,
+    LedConfig,
+    Pattern,
+)
 
 # --- loading -----------------------------------------------------------------------------
 
@@ -58,17 +68,25 @@ class _Loader:
                 continue
             f = next(f for f in dataclasses.fields(cls) if f.name == key)
             if cls is LedConfig and key == "patterns":
-                values[key] = self.patterns(value, key_path)
-                continue
+                continue  # after the loop: its defaults depend on the kind, which may come later
             values[key] = self.value(hints[key], value, key_path, f.metadata)
+        if cls is LedConfig:
+            pixels = values.get("kind") == "apa102"
+            # Pixels have looks of their own, and hardware SPI (no pins) is their default bus.
+            values["patterns"] = self.patterns(raw.get("patterns", {}), f"{path}.patterns",
+                                               DEFAULT_PIXEL_PATTERNS if pixels else DEFAULT_PATTERNS)
+            if pixels and "pins" not in raw:
+                values["pins"] = ()
         try:
             return cls(**values)
         except TypeError as exc:  # pragma: no cover - guarded by the checks above
             self.problem(path, str(exc))
             return cls()
 
-    def patterns(self, raw: Any, path: str) -> Mapping[State, Pattern]:
-        merged = dict(DEFAULT_PATTERNS)
+    def patterns(self, raw: Any, path: str, defaults: Mapping[State, Pattern]) -> Mapping[State, Pattern]:
+        merged = dict(defaults)
+        if raw is None:
+            return merged
         if not isinstance(raw, Mapping):
             self.problem(path, f"must be a mapping of state to pattern, got {_kind(raw)}")
             return merged
@@ -190,10 +208,33 @@ def _kind(value: Any) -> str:
             int: "a number", float: "a number", type(None): "nothing"}.get(type(value), type(value).__name__)
 
 
+def merge_under(base: Any, top: Any) -> Any:
+    """`top` over `base`: mappings merge key by key; anything else in `top` (a list, a value)
+    replaces what `base` has, and a key `top` leaves empty keeps `base`'s value."""
+    if top is None:
+        return base
+    if isinstance(base, Mapping) and isinstance(top, Mapping):
+        out = dict(base)
+        for key, value in top.items():
+            out[key] = merge_under(base.get(key), value)
+        return out
+    return top
+
+
+def with_board(raw: Any) -> Any:
+    """The document over the profile its `board:` names, so every key the user sets still wins.
+    An unknown name leaves the document as it is; the cross checks report it."""
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("board"), str):
+        return raw
+    profile = boards.profile_config(raw["board"])
+    return raw if profile is None else merge_under(profile, raw)
+
+
 def parse_config(raw: Any) -> Config:
-    """Validate an already-parsed YAML document; raise ConfigError listing every problem."""
+    """Validate an already-parsed YAML document (its board profile merged under it first);
+    raise ConfigError listing every problem."""
     loader = _Loader()
-    cfg = loader.dataclass(Config, raw, "")
+    cfg = loader.dataclass(Config, with_board(raw), "")
     cross_checks(cfg, loader.problem, loader.has)
     if loader.problems:
         raise ConfigError(loader.problems)

@@ -162,14 +162,23 @@ class ButtonConfig:
     mode: str = _opt("hold", choices=("hold", "toggle"))
 
 
+EFFECTS = ("off", "on", "blink", "pulse", "spin", "meter")
+PIXEL_EFFECTS = ("spin", "meter")  # these need a row or ring of pixels (kind apa102)
+
+
 @dataclass(frozen=True)
 class Pattern:
-    """How one LED shows one state."""
-    effect: str = _opt("off", choices=("off", "on", "blink", "pulse"))
+    """How one LED shows one state.
+
+    spin: a lit pixel with a fading tail runs round the pixels, one turn every on_time seconds.
+    meter: every pixel glows dimly and as many light fully as the microphone is loud; a peak
+    falls back over off_time seconds.
+    """
+    effect: str = _opt("off", choices=EFFECTS)
     on_time: float = _opt(0.5, min=0.01, max=10)
     off_time: float = _opt(0.5, min=0.01, max=10)
     brightness: float = _opt(1.0, min=0, max=1)
-    color: str = ""  # RGB LEDs only: a name ("red") or "#rrggbb"
+    color: str = ""  # RGB LEDs and pixels: a name ("red") or "#rrggbb"
 
 
 DEFAULT_PATTERNS: Mapping[State, Pattern] = {
@@ -182,14 +191,42 @@ DEFAULT_PATTERNS: Mapping[State, Pattern] = {
     State.ERROR: Pattern("blink", 1.0, 0.2, color="red"),
 }
 
+# What a row or ring of pixels shows when its config names no pattern: a chase while the link
+# opens and while the agent thinks, the voice's level while listening (the looks the anchors'
+# HAT examples use).
+DEFAULT_PIXEL_PATTERNS: Mapping[State, Pattern] = {
+    State.IDLE: Pattern("off"),
+    State.CONNECTING: Pattern("spin", 1.2, color="white", brightness=0.6),
+    State.LISTENING: Pattern("meter", 0.5, 0.5, color="blue"),
+    State.THINKING: Pattern("spin", 0.6, color="yellow"),
+    State.SPEAKING: Pattern("pulse", 0.6, 0.6, color="green"),
+    State.OFFLINE: Pattern("blink", 0.05, 1.95, color="orange"),
+    State.ERROR: Pattern("blink", 1.0, 0.2, color="red"),
+}
+
+# The Pi's hardware SPI0 as gpiozero knows it: clock, data out (MOSI), and the chip select of
+# /dev/spidev0.0 and /dev/spidev0.1. APA102 pixels listen to clock and data only; the select
+# pin of the device opened is claimed all the same.
+SPI0_CLOCK = "GPIO11"
+SPI0_MOSI = "GPIO10"
+SPI0_SELECT = ("GPIO8", "GPIO7")
+COLOR_ORDERS = ("bgr", "brg", "gbr", "grb", "rbg", "rgb")
+
 
 @dataclass(frozen=True)
 class LedConfig:
-    """One LED (plain, PWM or RGB) and its state-to-pattern table."""
-    kind: str = _opt("pwm", choices=("led", "pwm", "rgb"))
+    """One LED (plain, PWM or RGB) or a chain of APA102 pixels, and its state-to-pattern table."""
+    kind: str = _opt("pwm", choices=("led", "pwm", "rgb", "apa102"))
+    # led, pwm: one pin; rgb: three; apa102: none (hardware SPI0) or [clock, data] (bit-banged)
     pins: tuple[str, ...] = ("GPIO25",)
-    active_high: bool = True
+    active_high: bool = True  # apa102: the polarity of power_pin
     patterns: Mapping[State, Pattern] = _opt(dict(DEFAULT_PATTERNS))
+    # --- apa102 only ---
+    pixels: int = _opt(3, min=1, max=256)
+    spi_device: int = _opt(0, min=0, max=1)  # hardware SPI: /dev/spidev0.<spi_device>
+    global_brightness: int = _opt(10, min=0, max=31)  # the datasheet's 5-bit field of every pixel
+    order: str = _opt("bgr", choices=COLOR_ORDERS)  # colour bytes on the wire (datasheet: bgr)
+    power_pin: str = ""  # a pin that switches the pixels' supply on (some HATs have one)
 
 
 # --- functions ---------------------------------------------------------------------------
@@ -255,6 +292,7 @@ class LogConfig:
 @dataclass(frozen=True)
 class Config:
     """The whole of speakerd.yaml."""
+    board: str = ""  # a board profile (speakerd/boards/<name>.yaml) merged under the file's keys
     agent: AgentConfig = _opt(AgentConfig())
     session: SessionConfig = _opt(SessionConfig())
     audio: AudioConfig = _opt(AudioConfig())

@@ -13,20 +13,21 @@ from gpiozero.pins.mock import MockFactory, MockPin
 
 from speakerd.config import LedConfig, Pattern
 from speakerd.events import State
-from speakerd.leds import HISTORY_MAX, MIN_FADE_STEPS, PULSE_FPS, StatusLeds, fade_fps, parse_color
+from speakerd.leds import HISTORY_MAX, StatusLeds, parse_color
+from speakerd.leds.gpio import MIN_FADE_STEPS, PULSE_FPS, fade_fps
 from tests.support.alsa import wait_until
 
 WAIT = 5.0  # generous upper bound for every polled wait
 
 # Short, pairwise distinct patterns so a test sees several cycles quickly.
-PATTERNS: dict[str, Pattern] = {
-    "idle": Pattern("off"),
-    "connecting": Pattern("blink", 0.02, 0.08, color="white"),
-    "listening": Pattern("on", brightness=0.4, color="blue"),
-    "thinking": Pattern("blink", 0.08, 0.02, color="yellow"),
-    "speaking": Pattern("pulse", 0.2, 0.2, brightness=0.6, color="green"),
-    "offline": Pattern("blink", 0.03, 0.03, color="orange"),
-    "error": Pattern("on", color="#ff8000"),
+PATTERNS: dict[State, Pattern] = {
+    State.IDLE: Pattern("off"),
+    State.CONNECTING: Pattern("blink", 0.02, 0.08, color="white"),
+    State.LISTENING: Pattern("on", brightness=0.4, color="blue"),
+    State.THINKING: Pattern("blink", 0.08, 0.02, color="yellow"),
+    State.SPEAKING: Pattern("pulse", 0.2, 0.2, brightness=0.6, color="green"),
+    State.OFFLINE: Pattern("blink", 0.03, 0.03, color="orange"),
+    State.ERROR: Pattern("on", color="#ff8000"),
 }
 
 
@@ -93,7 +94,7 @@ def test_plain_led_shows_each_state_distinctly(mock_pins: MockFactory,
     assert not pin.state
     leds.show(State.LISTENING)
     assert pin.state == 1  # a plain LED cannot dim: brightness only matters for PWM
-    for state in ("connecting", "thinking", "offline"):
+    for state in (State.CONNECTING, State.THINKING, State.OFFLINE):
         p = PATTERNS[state]
         start = len(pin.states)
         leds.show(state)
@@ -227,7 +228,7 @@ def test_history_is_bounded(mock_pins: MockFactory, make_leds: Callable[..., Sta
     """The history keeps only the most recent states."""
     leds = make_leds(LedConfig(kind="led", pins=("GPIO22",), patterns=PATTERNS))
     for i in range(HISTORY_MAX + 50):
-        leds.show("idle" if i % 2 else "listening")
+        leds.show(State.IDLE if i % 2 else State.LISTENING)
     assert len(leds.history) == HISTORY_MAX
     assert leds.history[-1] == State.IDLE
 
@@ -263,7 +264,7 @@ def test_failed_construction_releases_claimed_pins(mock_pins: MockFactory,
 def test_pulse_steps_at_the_calm_rate(mock_pins: MockFactory,
                                       make_leds: Callable[..., StatusLeds]) -> None:
     """A 0.6 s fade takes 0.6 x PULSE_FPS steps (6), not gpiozero's 25 a second (15)."""
-    patterns = dict(PATTERNS, speaking=Pattern("pulse", 0.6, 0.6))
+    patterns = {**PATTERNS, State.SPEAKING: Pattern("pulse", 0.6, 0.6)}
     leds = make_leds(LedConfig(kind="pwm", pins=("GPIO25",), patterns=patterns))
     pin = mock_pins.pin("GPIO25")
     start = len(pin.states)

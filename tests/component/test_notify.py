@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from speakerd.events import State
 from speakerd.notify import Notifier
 
 
@@ -53,7 +54,7 @@ def test_each_message_arrives_as_systemd_expects(fake_systemd: FakeSystemd) -> N
     assert n.enabled
     assert n.ready()
     assert fake_systemd.receive() == "READY=1"
-    assert n.status("listening")
+    assert n.status(State.LISTENING)
     assert fake_systemd.receive() == "STATUS=listening"
     assert n.watchdog()
     assert fake_systemd.receive() == "WATCHDOG=1"
@@ -122,7 +123,7 @@ def test_unset_socket_makes_every_call_a_no_op(caplog: pytest.LogCaptureFixture)
     assert not n.enabled
     assert n.watchdog_interval() is None
     assert not n.ready()
-    assert not n.status("idle")
+    assert not n.status(State.IDLE)
     assert not n.watchdog()
     assert not n.reloading()
     assert not n.stopping()
@@ -145,7 +146,7 @@ def test_send_failure_never_raises_and_is_logged_once(
     assert n.enabled
     assert not n.ready()
     assert not n.watchdog()
-    assert not n.status("idle")
+    assert not n.status(State.IDLE)
     failures = [r for r in caplog.records if r.name == "speakerd.notify"]
     assert len(failures) == 1
     assert failures[0].levelno == logging.DEBUG

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from speakerd.emulator.sound import PulseServer
+from speakerd.events import State
 from speakerd.selftest import selftest
 from tests.support.emulator import tone
 
@@ -52,7 +53,7 @@ def test_selftest_passes_with_sound_at_the_mic_and_a_press(
     out = capsys.readouterr().out
     assert code == 0, out
     assert "speaker: ok" in out and "button: ok" in out and "all checks passed" in out
-    assert all(f"  {state}" in out for state in ("idle", "listening", "speaking", "error"))
+    assert all(f"  {state}" in out for state in (State.IDLE, State.LISTENING, State.SPEAKING, State.ERROR))
 
 
 def test_selftest_reports_a_silent_mic_and_a_missing_press(

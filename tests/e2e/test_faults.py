@@ -92,7 +92,7 @@ def recover(rig: DaemonRig, baseline: tuple[int, int]) -> None:
     assert_no_growth(rig, baseline)
 
 
-def reply_until(rig: DaemonRig, state: str = "speaking") -> int:
+def reply_until(rig: DaemonRig, state: State = State.SPEAKING) -> int:
     """Press, speak, release, and wait for `state`; return the state index of the press."""
     n = len(rig.states)
     rig.press()
@@ -162,7 +162,7 @@ def test_tcp_dropped_mid_reply(fault_rig: Any) -> None:
     rig, baseline = fault_rig()
     rig.emulator.options.reply_seconds = 3.0
     rig.emulator.options.drop_mid_reply = True
-    reply_until(rig, "offline")
+    reply_until(rig, State.OFFLINE)
     rig.emulator.options.reply_seconds = None
     recover(rig, baseline)
 
@@ -444,7 +444,7 @@ def test_held_press_is_capped_by_max_turn_seconds(fault_rig: Any) -> None:
     thinking = rig.wait_state(State.THINKING, after=n)  # still held: the cap released the turn
     # Not before the cap; how late after it is left to the machine (a busy one is slower).
     assert thinking - pressed >= 5.0, thinking - pressed
-    assert rig.state_names()[n:].count("speaking") == 0  # the agent had not answered before
+    assert rig.state_names()[n:].count(State.SPEAKING) == 0  # the agent had not answered before
     rig.wait_state(State.SPEAKING, after=n)
     assert wait_until(lambda: not proc.alive(), WAIT)
     proc.stop()

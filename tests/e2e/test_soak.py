@@ -178,14 +178,14 @@ def test_soak_turns_with_interruptions(emulator_process: str, alsa_files: AlsaFi
                 mock.clear_states()  # keep the mock pins' own history from growing (see figures)
         n = states.count
         edge(True)
-        states.wait_for("listening", n)
+        states.wait_for(State.LISTENING, n)
         source.cue()
         assert source.done.wait(WAIT)
         edge(False)
         if number % INTERRUPT_EVERY == INTERRUPT_EVERY - 1:
-            states.wait_for("thinking", n)  # the next press lands before or during the reply
+            states.wait_for(State.THINKING, n)  # the next press lands before or during the reply
         else:
-            states.wait_for("speaking", n)
+            states.wait_for(State.SPEAKING, n)
             assert wait_until(lambda: daemon.parts is not None
                               and daemon.parts.session.state == State.IDLE, WAIT, step=0.005)
 

@@ -75,6 +75,22 @@ def test_check_config_lists_every_problem_as_section_key_message(tmp_path: Path)
     assert any("did you mean 'pin'" in line for line in problems)
 
 
+def test_check_config_takes_a_board_line_and_names_an_unknown_board(tmp_path: Path) -> None:
+    """`board: respeaker-2mic` checks like any config; a misspelt board is one line and exit 78."""
+    good = tmp_path / "board.yaml"
+    good.write_text("board: respeaker-2mic\nbutton:\n  mode: toggle\n", encoding="utf-8")
+    done = speakerd("check-config", str(good))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"{good}: ok"
+    bad = tmp_path / "typo.yaml"
+    bad.write_text("board: respeaker-2mics\n", encoding="utf-8")
+    done = speakerd("check-config", str(bad))
+    assert done.returncode == 78
+    assert done.stderr.strip().splitlines() == [
+        "board: unknown board 'respeaker-2mics' (did you mean 'respeaker-2mic'?)",
+        f"{bad}: 1 problem(s)"]
+
+
 @pytest.mark.parametrize(("text", "expected"), [
     ("agent: [\n", "not valid YAML"),
     ("- a\n- b\n", "must be a mapping"),

@@ -89,7 +89,7 @@ def test_install_sets_modes_and_owners(installed: Path) -> None:
 
 
 def test_install_creates_the_user_in_audio_and_gpio(installed: Path) -> None:
-    """A system user with its own group, no login shell, and membership of audio and gpio."""
+    """A system user with its own group, no login shell, in audio and gpio; the ctl group."""
     user = _entries(installed, "passwd")["speakerd"]
     groups = _entries(installed, "group")
     assert int(user[2]) < 1000 and user[3] == groups["speakerd"][2]
@@ -97,6 +97,8 @@ def test_install_creates_the_user_in_audio_and_gpio(installed: Path) -> None:
     assert "speakerd" in groups["audio"][3].split(",")
     assert "speakerd" in groups["gpio"][3].split(",")
     assert groups["audio"][2] == "29"
+    # The control socket's opt-in group: created empty, members are the owner's choice.
+    assert groups["speakerd-ctl"][3] == ""
 
 
 def test_existing_groups_and_members_are_kept(tmp_path: Path) -> None:
@@ -112,6 +114,17 @@ def test_existing_groups_and_members_are_kept(tmp_path: Path) -> None:
     assert groups["gpio"][2:] == ["999", "pi,speakerd"]
     uid = _entries(root, "passwd")["speakerd"][2]
     assert uid not in ("998", "999", "1000")
+
+
+def test_the_user_joins_spi_only_where_the_group_exists(tmp_path: Path, installed: Path) -> None:
+    """Raspberry Pi OS's spi group (it owns /dev/spidev*) gains the user; no group is invented."""
+    assert "spi" not in _entries(installed, "group")
+    root = tmp_path / "pi"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "group").write_text("audio:x:29:pi\nspi:x:995:pi\n", encoding="utf-8")
+    (root / "etc" / "passwd").write_text("pi:x:1000:1000::/home/pi:/bin/bash\n", encoding="utf-8")
+    assert _install(root).returncode == 0
+    assert _entries(root, "group")["spi"][2:] == ["995", "pi,speakerd"]
 
 
 def test_second_install_changes_nothing(installed: Path) -> None:
@@ -216,7 +229,7 @@ def test_uninstall_keeps_the_config(installed: Path) -> None:
     assert not (installed / "opt" / "speakerd").exists()
     assert "speakerd" not in _entries(installed, "passwd")
     groups = _entries(installed, "group")
-    assert "speakerd" not in groups
+    assert "speakerd" not in groups and "speakerd-ctl" not in groups
     assert "speakerd" not in groups["audio"][3].split(",")
     assert "speakerd" not in groups["gpio"][3].split(",")
     etc = installed / "etc" / "speakerd"

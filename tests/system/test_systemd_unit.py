@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from speakerd.config import CREDENTIAL_NAME, DEFAULT_PATH, LogConfig
+from speakerd.control import DEFAULT_SOCKET, GROUP, SOCKET_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "speakerd.service"
@@ -71,7 +72,9 @@ def test_verify_is_silent_on_a_copy_with_an_existing_binary(analyze: str, tmp_pa
     """systemd-analyze verify prints nothing at all for the unit (warnings count as failures)."""
     unit = tmp_path / "speakerd.service"
     text = UNIT.read_text(encoding="utf-8")
-    unit.write_text(re.sub(r"(?m)^ExecStart=\S+", "ExecStart=/bin/true", text), encoding="utf-8")
+    # The venv's commands (ExecStart, ExecReload) exist only on a device.
+    unit.write_text(re.sub(r"(?m)^(Exec\w+=)/opt/speakerd/venv/bin/\S+", r"\1/bin/true", text),
+                    encoding="utf-8")
     done = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True,
                           cwd=tmp_path, timeout=60, check=False)
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
@@ -115,12 +118,16 @@ def test_service_contract() -> None:
     assert _one("NotifyAccess") == "main"
     assert _one("WatchdogSec") == "30"
     assert _one("Restart") == "on-failure"
-    assert _one("RestartPreventExitStatus") == "78"
+    assert _one("RestartPreventExitStatus").split() == ["69", "78"]
     assert _one("ExecStart") == f"/opt/speakerd/venv/bin/speakerd run --config {DEFAULT_PATH}"
-    assert _one("ExecReload") == "/bin/kill -HUP $MAINPID"
+    # Reload through the daemon itself: a minimal Debian has no /bin/kill.
+    assert _one("ExecReload") == "/opt/speakerd/venv/bin/speakerd ctl reload"
+    # The client's default socket is the one the daemon makes in its RuntimeDirectory.
+    assert DEFAULT_SOCKET == f"/run/{_one('RuntimeDirectory')}/{SOCKET_NAME}"
+    assert _one("ExecStartPost") == f"+/bin/chgrp -h {GROUP} {DEFAULT_SOCKET}"
     assert _one("User") == _one("Group") == "speakerd"
     assert _one("SupplementaryGroups").split() == ["audio", "gpio"]
-    assert sorted(_values("DeviceAllow")) == ["char-alsa rw", "char-gpiochip rw"]
+    assert sorted(_values("DeviceAllow")) == ["char-alsa rw", "char-gpiochip rw", "char-spi rw"]
     assert _one("DevicePolicy") == "closed"
     assert _one("WantedBy", "Install") == "multi-user.target"
 

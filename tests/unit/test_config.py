@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from speakerd.config import (
+    DEFAULT_PIXEL_PATTERNS,
     ActionConfig,
     Config,
     ConfigError,
@@ -145,13 +146,21 @@ def test_example_file_explains_every_key() -> None:
 
 
 def test_example_file_has_examples_for_leds_and_functions() -> None:
-    """The leds and functions sections carry commented examples of each local action type."""
+    """The leds and functions sections carry commented examples of each LED kind and action type."""
     text = _uncommented(_example_blocks())
     cfg = parse_config(yaml.safe_load(text))
-    assert len(cfg.leds) >= 3 and {led.kind for led in cfg.leds} == {"led", "pwm", "rgb"}
+    assert len(cfg.leds) >= 4 and {led.kind for led in cfg.leds} == {"led", "pwm", "rgb", "apa102"}
     types = {fn.action.type for fn in cfg.functions if fn.action is not None}
     assert types == {"volume", "gpio", "end_conversation", "http", "command"}
     assert any(fn.endpoint is not None for fn in cfg.functions)
+
+
+def test_the_pixel_example_shows_the_pixel_defaults() -> None:
+    """The apa102 example's pattern table is exactly what pixels show when a config names none."""
+    cfg = parse_config(yaml.safe_load(_uncommented(_example_blocks())))
+    (pixels,) = [led for led in cfg.leds if led.kind == "apa102"]
+    assert dict(pixels.patterns) == dict(DEFAULT_PIXEL_PATTERNS)
+    assert parse_config({"leds": [{"kind": "apa102"}]}).leds[0].patterns == DEFAULT_PIXEL_PATTERNS
 
 
 @pytest.mark.parametrize("block", range(len(_example_blocks())))
@@ -285,13 +294,13 @@ def test_cross_checks_name_the_key(raw: Any, expected: str) -> None:
     ([{"kind": "rgb", "pins": ["GPIO5"]}], "leds[0].pins: a rgb LED needs 3 pin(s), got 1"),
     ([{}, {"kind": "led", "pins": ["GPIO5", "GPIO6"]}],
      "leds[1].pins: a led LED needs 1 pin(s), got 2"),
-    ([{"kind": "neon"}], "leds[0].kind: must be one of led, pwm, rgb, got 'neon'"),
+    ([{"kind": "neon"}], "leds[0].kind: must be one of led, pwm, rgb, apa102, got 'neon'"),
     ([{"kind": "led", "pins": ["GPIO5", ["GPIO6"]]}],
      "leds[0].pins[1]: must be a string, got a list"),
     ([{"patterns": {"idel": "off"}}],
      "leds[0].patterns.idel: unknown state (did you mean 'idle'?)"),
     ([{"patterns": {"idle": {"effect": "strobe"}}}],
-     "leds[0].patterns.idle.effect: must be one of off, on, blink, pulse, got 'strobe'"),
+     "leds[0].patterns.idle.effect: must be one of off, on, blink, pulse, spin, meter, got 'strobe'"),
     ([{"patterns": {"idle": {"on_time": 0}}}],
      "leds[0].patterns.idle.on_time: must be between 0.01 and 10, got 0"),
     ([{"patterns": ["on"]}], "leds[0].patterns: must be a mapping of state to pattern, got a list"),
@@ -586,3 +595,12 @@ def test_a_key_pasted_into_a_number_field_is_not_echoed() -> None:
     problems = _problems({"agent": {"connect_timeout": FAKE_KEY}})
     assert problems == [f"agent.connect_timeout: must be a number, got a string ({len(FAKE_KEY)} characters)"]
     assert FAKE_KEY not in "\n".join(problems)
+
+
+def test_toggle_mode_needs_an_idle_timeout_a_conversation_can_live_with() -> None:
+    """idle_timeout 0 would end a hands-free conversation the moment it connects: refused."""
+    with pytest.raises(ConfigError) as err:
+        parse_config({"button": {"mode": "toggle"}, "session": {"idle_timeout": 0}})
+    assert any(p.startswith("session.idle_timeout: must be at least 5 s in toggle mode")
+               for p in err.value.problems)
+    parse_config({"button": {"mode": "hold"}, "session": {"idle_timeout": 0}})  # hold: fine

@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -102,15 +106,26 @@ class Leds:
         self.shown.append(state)
 
 
-class Runner:
-    """Records the calls the session starts and withdraws; the test decides when one finishes."""
+# A local call's own bound (ActionConfig.timeout's default): the runner answers by then.
+CALL_TIMEOUT = 5.0
 
-    def __init__(self) -> None:
+
+class Runner:
+    """Records the calls the session starts and withdraws; the test decides when one finishes,
+    and the runner's own timeout answers one that takes too long."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
         self.running: dict[str, str] = {}
+        self.started: dict[str, float] = {}
         self.cancelled: list[str] = []
 
     def run(self, call_id: str, name: str, arguments: Any, arguments_error: str = "") -> None:
         self.running[call_id] = name
+        self.started[call_id] = self.clock()
+
+    def overdue(self) -> list[str]:
+        return [c for c in self.running if self.clock() - self.started[c] >= CALL_TIMEOUT]
 
     def cancel(self, call_id: str) -> None:
         # The call stays finishable: its result may already be on the way (a race the session
@@ -122,6 +137,7 @@ class Runner:
 class _Item:
     reply: int
     end: bool = False
+    turn: int = -1  # the server turn whose audio this is
 
 
 @dataclass
@@ -141,6 +157,12 @@ class Playback:
     interrupt_pending: bool = False
     interrupt_upto: int = 0
     cut: bool = False  # interrupted since the last reply started
+    periods: int = 0   # grows while audio sounds (time passes in the test's advance())
+    # The server turn each queued item belongs to (read from the audio's first byte), and the
+    # newest turn the user cut off: its audio must never sound afterwards.
+    tags: dict[int, int] = field(default_factory=dict)
+    cut_turn: int = -1
+    sounded: list[int] = field(default_factory=list)
     last_drain: PlaybackDrained | None = None
     out: list[Event] = field(default_factory=list)
 
@@ -160,7 +182,7 @@ class Playback:
         if not self.open:
             self.reply += 1
             self.open = True
-        self.items.append(_Item(self.reply))
+        self.items.append(_Item(self.reply, turn=pcm[0]))
         return True
 
     def end_reply(self) -> None:
@@ -179,6 +201,9 @@ class Playback:
 
     def chime(self, name: str) -> None:
         pass
+
+    def progress(self) -> int:
+        return self.periods
 
     def is_playing(self) -> bool:
         return self.cur is not None or any(not i.end for i in self.items)
@@ -210,6 +235,7 @@ class Playback:
                 return
             if item.reply != self.cur:
                 self.cur, self.started = item.reply, False
+            self.sounded.append(item.turn)
             if not self.started:
                 self.started = True
                 self.cut = False
@@ -241,15 +267,17 @@ class Playback:
 class Conversation(RuleBasedStateMachine):
     """The user, the agent server and the devices, acting on one real Session in random order."""
 
-    @initialize(mode=st.sampled_from(["hold", "toggle"]), duplex=st.sampled_from(["half", "full"]))
-    def start(self, mode: str, duplex: str) -> None:
+    @initialize(mode=st.sampled_from(["hold", "toggle"]), duplex=st.sampled_from(["half", "full"]),
+                idle=st.sampled_from([30.0, 5.0]))
+    def start(self, mode: str, duplex: str, idle: float) -> None:
         self.cfg: Config = parse_config({"button": {"mode": mode}, "audio": {"duplex": duplex},
+                                         "session": {"idle_timeout": idle},
                                          "functions": [{"name": "lamp", "action": {"type": "gpio",
                                                                                    "pin": "GPIO5"}}]})
         self.clock = Clock()
         self.mic = Mic()
         self.leds = Leds()
-        self.runner = Runner()
+        self.runner = Runner(self.clock)
         self.links: list[Link] = []
         self.playback = Playback(self.clock, self.cfg.session.late_audio_timeout)
         self.router = Router(self.playback)
@@ -260,16 +288,19 @@ class Conversation(RuleBasedStateMachine):
         self.session._apply_audio()
         self.entered = (self.session.state, self.clock())
         self.last_server = self.last_press = self.clock()
+        self.server_turn = 0
         self.drained_at: float | None = None
         self.held = False
         self.call_ids = (f"call-{n}" for n in itertools.count())
         self.calls: dict[str, tuple[Link, int | None]] = {}  # id -> (asked on, answers at cancel)
         self.states: list[State] = [self.session.state]
+        self._sounded_checked = 0
 
     # --- plumbing ----------------------------------------------------------------------
 
     def _connect(self, settings: str) -> Link:
         self.links.append(Link(settings))
+        self.server_turn += 1  # a new server: the old link's cut-off reply cannot come over it
         return self.links[-1]
 
     @property
@@ -316,16 +347,20 @@ class Conversation(RuleBasedStateMachine):
         link = link or self.link
         if link is None:
             return
-        if not link.closed:
-            self.router.event(link, event)  # agent-rx: the router first, then the session
+        # agent-rx: the router first, then the session; an old link's receive thread may still
+        # deliver after the swap, and both must ignore it.
+        self.router.event(link, event)
         self.last_server = self.clock()
         self.handle(AgentEventReceived(link, event, self.clock()))
 
     # --- the user ------------------------------------------------------------------------
 
+    @precondition(lambda self: not self.held)  # the button reports alternating edges
     @rule(server_ready=st.sampled_from([True, True, True, False]))
     def press(self, server_ready: bool = False) -> None:
         """A press; a healthy server then applies the settings of a link it opened at once."""
+        if self.session.state in (State.THINKING, State.SPEAKING) or self.playback.audible:
+            self.playback.cut_turn = self.server_turn  # the user takes the floor from this reply
         self.playback.interrupt()  # the button callback silences the speaker itself
         self.held = True
         self.last_press = self.clock()
@@ -333,6 +368,7 @@ class Conversation(RuleBasedStateMachine):
         if server_ready and self.link is not None and not self.link.applied:
             self.settings_applied(late=False)
 
+    @precondition(lambda self: self.held)
     @rule()
     def release(self) -> None:
         self.held = False
@@ -357,6 +393,8 @@ class Conversation(RuleBasedStateMachine):
     @rule(times=st.integers(1, 2))
     def user_started_speaking(self, times: int) -> None:
         for _ in range(times):  # the server may say it twice
+            if self.mic.live and self.link is not None:
+                self.playback.cut_turn = self.server_turn  # it abandons the reply it was giving
             self.server(p.UserStartedSpeaking())
 
     @rule()
@@ -365,6 +403,7 @@ class Conversation(RuleBasedStateMachine):
 
     @rule(announce=st.booleans())
     def reply_starts(self, announce: bool) -> None:
+        self.server_turn += 1
         if announce:
             self.server(p.AgentStartedSpeaking(0.5, 0.2, 0.3))
         self.server(p.ConversationText("assistant", "it is sunny"))
@@ -374,7 +413,7 @@ class Conversation(RuleBasedStateMachine):
         link = self.link
         if link is not None:
             for _ in range(frames):
-                self.router.audio(link, b"\x01\x00" * 160)
+                self.router.audio(link, bytes([self.server_turn % 256]) + b"\x00" * 319)
             self._flush()
 
     @rule()
@@ -448,6 +487,8 @@ class Conversation(RuleBasedStateMachine):
     @rule()
     def audio_runs_dry(self) -> None:
         """What was received has played out (a pause in the reply, or its end)."""
+        if self.playback.audible:
+            self.playback.periods += 1
         self.playback.drain()
         self._flush()
 
@@ -465,6 +506,12 @@ class Conversation(RuleBasedStateMachine):
         end = self.clock() + seconds
         while self.clock() < end:
             self.clock.now = min(end, self.clock() + 0.25)
+            if self.playback.audible:
+                self.playback.periods += 12
+            for call_id in self.runner.overdue():
+                name = self.runner.running.pop(call_id)
+                self.last_server = self.clock()  # the answer restarts the agent's reply wait
+                self.handle(FunctionFinished(call_id, name, '{"error": "timed out"}', False))
             before = self.session.state
             self.session.tick()
             self._flush()
@@ -507,6 +554,14 @@ class Conversation(RuleBasedStateMachine):
                 bound = s.idle_timeout + max(0.0, max(self.last_server, self.last_press) - since)
         if bound is not None:
             assert age <= bound + 0.25 + SLACK, f"{state} for {age:.2f} s (bound {bound:.2f} s)"
+
+    @invariant()
+    def a_reply_the_user_cut_off_never_sounds_again(self) -> None:
+        """After a press or a barge-in, the old reply's late audio is discarded, however late."""
+        cut = self.playback.cut_turn
+        late = [turn for turn in self.playback.sounded[self._sounded_checked:] if turn <= cut]
+        self._sounded_checked = len(self.playback.sounded)
+        assert not late, f"audio of turn {late[0]} played after the user cut it off (turn {cut})"
 
     @invariant()
     def a_call_is_answered_at_most_once(self) -> None:
@@ -554,7 +609,20 @@ class Conversation(RuleBasedStateMachine):
         assert self.session.state is (State.IDLE if self.cfg.button.mode == "hold" else State.LISTENING)
 
 
+@pytest.fixture(autouse=True)
+def _quiet_session() -> Iterator[None]:
+    """The session logs each state change at INFO: thousands of steps would spend their time there."""
+    logger = logging.getLogger("speakerd")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    yield
+    logger.setLevel(level)
+
+
+# The number of random sequences: 200 keep the unit tier fast; CI sets SPEAKERD_MODEL_EXAMPLES
+# higher for a longer search.
+EXAMPLES = int(os.environ.get("SPEAKERD_MODEL_EXAMPLES", "200"))
 Conversation.TestCase.settings = settings(
-    max_examples=400, stateful_step_count=50, deadline=None,
+    max_examples=EXAMPLES, stateful_step_count=50, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 test_conversation = Conversation.TestCase

@@ -95,27 +95,94 @@ def test_every_event_class_is_defined_once_in_events() -> None:
 
 
 def _state_literals(path: Path) -> list[str]:
-    """String constants naming a state where a state is meant: compared, or shown/set."""
+    """String constants naming a state. The six words that mean nothing else are flagged
+    wherever they stand; "error" (also a chime's name and a JSON key) where a state is meant:
+    compared, chosen between, or handed to something that takes a state."""
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Constant) and node.value in STATE_WORDS - {"error"}:
+            found.append(node)
         candidates: list[ast.expr] = []
         if isinstance(node, ast.Compare):
             candidates = [node.left, *node.comparators]
-            for c in list(candidates):
-                if isinstance(c, ast.Tuple | ast.List | ast.Set):
-                    candidates.extend(c.elts)
+        elif isinstance(node, ast.IfExp):
+            candidates = [node.body, node.orelse]
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute | ast.Name):
             name = node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id
-            if name in {"show", "_set_state", "wait_state", "seen", "State"}:
+            if name in {"show", "_show", "_set_state", "wait_state", "seen", "State", "count",
+                        "index", "on_state"}:
                 candidates = list(node.args)
-        found += [f"{path.relative_to(ROOT)}:{c.lineno} {c.value!r}" for c in candidates
-                  if isinstance(c, ast.Constant) and c.value in STATE_WORDS]
-    return found
+        found += [c for c in candidates if isinstance(c, ast.Constant) and c.value == "error"]
+    return [f"{path.relative_to(ROOT)}:{c.lineno} {c.value!r}" for c in found]  # type: ignore[attr-defined]
 
 
 def test_no_state_is_a_string_literal_outside_events() -> None:
     """States are spelled State.X everywhere; the words live in events.py alone."""
+    # The config tests spell states as the YAML does: there they are the user's text.
+    yaml_text = {ROOT / "tests/unit/test_config.py", ROOT / "tests/component/test_config_fuzz.py"}
     literals = [hit for path in _python_files()
                 if "emulator" not in path.relative_to(ROOT).parts and path != PACKAGE / "events.py"
+                and path not in yaml_text and path != Path(__file__).resolve()
                 for hit in _state_literals(path)]
     assert not literals, literals
+
+
+# Which room of the package may import which (design.md §2, kept current here). A room is a
+# top-level module or a subpackage. The two flows read off it: mic → router → agent → router →
+# speaker, and button → session → leds; the state machine's helpers hang off the session.
+MAY_IMPORT: dict[str, set[str]] = {
+    "events": {"protocol"},  # typing only: AgentEventReceived carries a decoded server event
+    "backoff": set(),
+    "worker": set(),
+    "boards": set(),  # data files and the words that spot them: nothing of ours
+    "config": {"boards", "events"},  # a board profile is merged before validation
+    "protocol": {"config"},
+    "audio": {"config"},
+    "chimes": {"audio"},
+    "uplink": {"events"},
+    "mic": {"audio", "backoff", "uplink", "worker"},
+    "speaker": {"audio", "backoff", "chimes", "config", "events", "worker"},
+    "router": {"protocol"},
+    "agent": {"events", "protocol"},
+    "turns": {"protocol"},
+    "reconnect": {"backoff", "config"},
+    "connection": {"config", "events", "protocol", "reconnect", "router"},
+    "session": {"config", "connection", "events", "protocol", "reconnect", "router", "turns",
+                "uplink", "worker"},
+    "button": {"config"},
+    "leds": {"config", "events", "worker"},  # the pixels' one animation thread
+    "outputs": set(),
+    "functions": {"config", "events", "outputs"},  # outputs for typing only
+    "convlog": set(),
+    "recorder": set(),
+    "notify": set(),
+    "journal": set(),
+    "control": set(),  # it reaches the session through the daemon's parts, never by import
+    "selftest": {"audio", "button", "config", "events", "leds"},
+    "emulator": {"config"},  # its sound rig builds device configs; never the codec
+}
+# Wiring and the command line may import any room but the emulator (a device never runs it);
+# the command line starts the emulator on request.
+WIRING = {"daemon": {"emulator"}, "__main__": set(), "__init__": {"emulator"}}
+
+
+def _rooms() -> dict[str, set[str]]:
+    imports: dict[str, set[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        room = _room(path)
+        found = {name.split(".")[1] for name in _speakerd_imports(path) if name.count(".") >= 1}
+        imports.setdefault(room, set()).update(found - {room})
+    return imports
+
+
+def test_each_room_imports_only_what_the_layout_allows() -> None:
+    """The internal import table: a new dependency between rooms is a decision, made here."""
+    rooms = _rooms()
+    unknown = sorted(set(rooms) - set(MAY_IMPORT) - set(WIRING))
+    assert not unknown, f"rooms missing from the layout table: {unknown}"
+    wrong = {room: sorted(found - MAY_IMPORT[room]) for room, found in rooms.items()
+             if room in MAY_IMPORT and found - MAY_IMPORT[room]}
+    assert not wrong, wrong
+    barred = {room: sorted(found & WIRING[room]) for room, found in rooms.items()
+              if room in WIRING and found & WIRING[room]}
+    assert not barred, barred

@@ -121,7 +121,7 @@ def make_rig(cfg: Config | None = None, runner: Any = None) -> Rig:
     session = Session(cfg, connect=connect, mic=Recorder(calls, "mic"), speaker=speaker,
                       leds=Recorder(calls, "leds"), router=Router(speaker), runner=runner,
                       on_state=states.append, clock=clock, rng=lambda: 0.5)
-    session._show("idle")
+    session._show(State.IDLE)
     session._apply_audio()
     return Rig(session, clock, calls, links, states)
 
@@ -349,8 +349,10 @@ def _speaking(rig: Rig, reply: int = 1) -> None:
 
 @pytest.mark.parametrize("mode", ["hold", "toggle"])
 def test_a_late_audio_done_of_an_interrupted_reply_does_not_end_the_next_one(mode: str) -> None:
-    """The old reply's AgentAudioDone arriving in the next turn leaves the new reply speaking
-    through its first pause, with the mic gate shut in half duplex."""
+    """The session ends a reply only on the speaker's own end mark: the old reply's late
+    AgentAudioDone changes nothing, and a pause in the new reply (drained, not ended) stays
+    speaking with the mic gate shut in half duplex. (That the speaker reports the mark right is
+    held by the speaker's component test and the end-to-end test.)"""
     rig = make_rig(parse_config({"button": {"mode": mode}}))
     rig.send(ButtonPressed(rig.clock()))
     rig.ready()
@@ -377,7 +379,7 @@ def test_a_late_audio_done_of_an_interrupted_reply_does_not_end_the_next_one(mod
     assert rig.session._gate_live is False
     rig.send(PlaybackStarted(3, rig.clock()))  # the rest of it
     rig.send(PlaybackDrained(3, rig.clock(), 0, 0, True))
-    assert rig.session.state == ("idle" if mode == "hold" else "listening")
+    assert rig.session.state == (State.IDLE if mode == "hold" else State.LISTENING)
 
 
 def test_a_withdrawn_function_call_is_never_answered() -> None:
@@ -514,3 +516,119 @@ def test_a_press_while_the_agent_thinks_drops_the_reply_it_was_about_to_give() -
     rig.server(p.ConversationText("user", "what is the weather"))
     rig.server(p.ConversationText("assistant", "sunny"))
     assert ("speaker", "begin_reply") in rig.calls
+
+
+def _thinking(rig: Rig) -> None:
+    rig.send(ButtonPressed(rig.clock()))
+    if not rig.session.connected:
+        rig.ready()
+    rig.server(p.UserStartedSpeaking())
+    rig.send(ButtonReleased(rig.clock()))
+    assert rig.session.state == State.THINKING
+
+
+def test_a_refused_keys_pause_holds_in_idle_too() -> None:
+    """Once the error display is over, a press inside the key's pause still does not reconnect."""
+    rig = make_rig(parse_config({"session": {"reconnect_initial": 10, "reconnect_max": 60}}))
+    rig.send(ButtonPressed(rig.clock()))
+    rig.send(AgentDisconnected(rig.link, rig.clock(), "refused (HTTP 401)", status=401))
+    rig.advance(5.0)  # past the error hold: idle, the pause (20 s) still running
+    assert rig.session.state == State.IDLE
+    rig.send(ButtonPressed(rig.clock()))
+    assert len(rig.links) == 1 and ("speaker", "chime", "error") in rig.calls
+
+
+def test_a_running_function_keeps_the_agent_thinking() -> None:
+    """A local call may run longer than the reply timeout: the turn waits for its answer."""
+    runner = Recorder([], "runner")
+    rig = make_rig(runner=runner)
+    _thinking(rig)
+    rig.server(p.FunctionCallRequest((p.FunctionCall("c1", "slow", {}, True),)))
+    rig.advance(Config().session.reply_timeout * 2)
+    assert rig.session.state == State.THINKING and not rig.link.closed
+    rig.send(FunctionFinished("c1", "slow", '{"ok": true}', True))
+    rig.advance(Config().session.reply_timeout + 0.5)
+    assert rig.session.state == State.IDLE  # answered, and still nothing: the usual timeout
+
+
+def test_a_click_with_nothing_said_goes_back_to_idle_and_keeps_the_link() -> None:
+    """Nothing heard: no error, and the warm socket stays open for the next press."""
+    rig = make_rig()
+    rig.send(ButtonPressed(rig.clock()))
+    rig.ready()
+    rig.send(ButtonReleased(rig.clock()))
+    rig.advance(Config().session.reply_timeout + 0.5)
+    assert rig.session.state == State.IDLE
+    assert not rig.link.closed and rig.session.last_error == ""
+
+
+def test_heard_but_unanswered_closes_the_suspect_link() -> None:
+    """The server heard the user but never answered: the link is closed and the error shown."""
+    rig = make_rig()
+    _thinking(rig)
+    rig.advance(Config().session.reply_timeout + 0.5)
+    assert rig.session.state == State.IDLE and rig.link.closed
+    assert rig.session.last_error == "no reply from the agent"
+
+
+def test_a_wedged_speaker_gives_the_reply_up() -> None:
+    """Speaking while the device takes nothing for a while: the reply is given up, not waited on."""
+    rig = make_rig()
+    _speaking(rig)
+    rig.advance(6.0)  # the fake speaker's progress never moves
+    assert rig.session.state == State.IDLE
+    assert rig.session.last_error == "the speaker stopped playing"
+
+
+def test_a_reply_the_speaker_could_not_play_ends_the_turn() -> None:
+    """With the speaker missing, a discarded reply ends thinking at once instead of timing out."""
+    rig = make_rig()
+    _thinking(rig)
+    rig.send(PlaybackDrained(1, rig.clock(), 0, 0, True))
+    assert rig.session.state == State.IDLE
+
+
+def test_an_agent_that_ends_the_conversation_without_a_word_still_ends_it() -> None:
+    """end_conversation with no goodbye spoken: the conversation ends at the reply timeout."""
+    runner = Recorder([], "runner")
+    rig = make_rig(parse_config({"button": {"mode": "toggle"}}), runner=runner)
+    rig.send(ButtonPressed(rig.clock()))
+    rig.ready()
+    rig.server(p.ConversationText("user", "goodbye"))
+    rig.server(p.FunctionCallRequest((p.FunctionCall("c2", "bye", {}, True),)))
+    rig.send(FunctionFinished("c2", "bye", '{"ok": true}', True, end_conversation=True))
+    rig.advance(Config().session.reply_timeout + 0.5)
+    assert rig.session.state == State.IDLE and rig.link.closed
+    assert ("speaker", "chime", "goodbye") in rig.calls
+
+
+def test_the_last_error_clears_once_a_reply_is_heard() -> None:
+    """The status line's last error stays only until the speaker works again."""
+    rig = make_rig()
+    rig.send(ButtonPressed(rig.clock()))
+    rig.send(AgentDisconnected(rig.link, rig.clock(), "connection lost"))
+    assert rig.session.last_error == "connection lost"
+    rig.advance(1.0)
+    rig.ready()
+    _speaking(rig)
+    rig.send(PlaybackDrained(1, rig.clock(), 0, 0, True))
+    assert rig.session.last_error == ""
+
+
+def test_after_a_barge_in_the_old_replys_late_audio_is_never_played() -> None:
+    """A press takes the floor: audio of the reply it cut off is refused however late it comes,
+    until the next reply begins."""
+    calls: list[tuple[str, ...]] = []
+    router = Router(Recorder(calls, "speaker"))
+    link = object()
+    router.reset(link)
+    router.event(link, p.SettingsApplied())
+    router.event(link, p.ConversationText("assistant", "a long story"))
+    router.barge_in()
+    calls.clear()
+    router.audio(link, b"\x01\x00" * 160)  # seconds later: still the old reply
+    assert not any(c[1] == "play" for c in calls)
+    router.event(link, p.ConversationText("user", "something else"))
+    router.event(link, p.ConversationText("assistant", "sure"))
+    router.audio(link, b"\x01\x00" * 160)
+    assert [c[1] for c in calls if c[1] in ("begin_reply", "play")] == ["begin_reply", "play"]

@@ -1,24 +1,17 @@
-"""The status LEDs: maps each state to the configured pattern and lets gpiozero animate it."""
+"""Plain, PWM and RGB LEDs: each state's pattern, animated by gpiozero itself."""
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Sequence
 from typing import Any
 
-from colorzero import Color
 from gpiozero import LED, PWMLED, RGBLED
 
-from .config import DEFAULT_PATTERNS, LedConfig, Pattern
-from .events import State
+from ..config import DEFAULT_PATTERNS, LedConfig, Pattern
+from ..events import State
+from .patterns import RGB, state_colors
 
 log = logging.getLogger(__name__)
-
-# Enough transitions to read a whole conversation back in a test or a demo printout.
-HISTORY_MAX = 200
-
-RGB = tuple[float, float, float]
 
 
 # Steps a second of a fade. Each step wakes gpiozero's animation thread, which ran at 25 a
@@ -59,16 +52,8 @@ class _CalmRGBLED(RGBLED):
                               off_color, n, fade_fps(fade_in_time, fade_out_time))
 
 
-def parse_color(text: str) -> RGB:
-    """An (r, g, b) triple in 0..1 from a colour name or #rrggbb; white when empty."""
-    if not text:
-        return (1.0, 1.0, 1.0)
-    r, g, b = Color(text).rgb
-    return (float(r), float(g), float(b))
-
-
-class _Light:
-    """One configured LED and the patterns it shows."""
+class GpioLight:
+    """One configured plain, PWM or RGB LED and the patterns it shows."""
 
     def __init__(self, cfg: LedConfig) -> None:
         self.cfg = cfg
@@ -83,14 +68,7 @@ class _Light:
             self.device = LED(cfg.pins[0], active_high=cfg.active_high)
         self.colors: dict[State, RGB] = {}
         if cfg.kind == "rgb":
-            for state, pattern in cfg.patterns.items():
-                try:
-                    self.colors[state] = parse_color(pattern.color)
-                except ValueError:
-                    # The config loader does not check colours; a typo shows white, not a crash.
-                    log.warning("leds: %s: unknown colour %r for state %s; using white",
-                                ",".join(cfg.pins), pattern.color, state)
-                    self.colors[state] = (1.0, 1.0, 1.0)
+            self.colors = state_colors(cfg.patterns, ",".join(cfg.pins))
 
     def pattern(self, state: State) -> Pattern:
         return self.cfg.patterns.get(state) or DEFAULT_PATTERNS[state]
@@ -135,56 +113,3 @@ class _Light:
 
     def close(self) -> None:
         self.device.close()
-
-
-class StatusLeds:
-    """Owns the status LEDs and what they show; show() is called from the session thread only."""
-
-    def __init__(self, leds: Sequence[LedConfig]) -> None:
-        self._lights: list[_Light] = []
-        # show() runs on the session thread while a demo or test reads state/history from another.
-        self._lock = threading.Lock()
-        self.state: State | None = None
-        self.history: list[State] = []
-        self._closed = False
-        try:
-            for cfg in leds:
-                self._lights.append(_Light(cfg))
-        except Exception:
-            # Free the pins already claimed so a retry (or the next test) can claim them again.
-            self.close()
-            raise
-        log.debug("leds: %d configured", len(self._lights))
-
-    @property
-    def devices(self) -> tuple[LED | PWMLED | RGBLED, ...]:
-        """The gpiozero devices, in config order (for diagnostics and tests)."""
-        return tuple(light.device for light in self._lights)
-
-    def show(self, state: State) -> None:
-        """Show a state's pattern; showing the state already shown changes nothing."""
-        with self._lock:
-            if self._closed or state == self.state:
-                return
-            self.state = state
-            self.history.append(state)
-            if len(self.history) > HISTORY_MAX:
-                del self.history[: len(self.history) - HISTORY_MAX]
-            for light in self._lights:
-                try:
-                    light.show(state)
-                except Exception:  # a failing LED must not take the conversation down
-                    log.exception("leds: cannot show %s on %s", state, ",".join(light.cfg.pins))
-
-    def close(self) -> None:
-        """Turn the LEDs off and release their pins; safe to call twice."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            lights, self._lights = self._lights, []
-        for light in lights:
-            try:
-                light.close()
-            except Exception:
-                log.exception("leds: closing %s failed", ",".join(light.cfg.pins))

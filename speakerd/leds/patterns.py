@@ -1,0 +1,127 @@
+"""What a row or ring of pixels shows for a pattern at a moment: pure functions of the time since
+the state began and of the microphone's level, plus the colour table every LED kind shares."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+
+from colorzero import Color
+
+from ..config import Pattern
+from ..events import State
+
+log = logging.getLogger(__name__)
+
+RGB = tuple[float, float, float]  # each channel 0..1
+DARK: RGB = (0.0, 0.0, 0.0)
+
+FRAME_RATE = 25  # frames a second while a look moves: gpiozero's own pulse runs at 25
+METER_FLOOR_DB = -48.0  # a peak this far below full scale lights no pixel; 0 dBFS lights all
+METER_GLOW = 0.2  # the share of the colour every pixel keeps under a meter: it reads as listening
+
+
+def parse_color(text: str) -> RGB:
+    """An (r, g, b) triple in 0..1 from a colour name or #rrggbb; white when empty."""
+    if not text:
+        return (1.0, 1.0, 1.0)
+    r, g, b = Color(text).rgb
+    return (float(r), float(g), float(b))
+
+
+def state_colors(patterns: Mapping[State, Pattern], where: str) -> dict[State, RGB]:
+    """Each state's colour; a colour that does not parse shows white with a warning."""
+    colors: dict[State, RGB] = {}
+    for state, pattern in patterns.items():
+        try:
+            colors[state] = parse_color(pattern.color)
+        except ValueError:
+            # The config loader does not check colours; a typo shows white, not a crash.
+            log.warning("leds: %s: unknown colour %r for state %s; using white",
+                        where, pattern.color, state)
+            colors[state] = (1.0, 1.0, 1.0)
+    return colors
+
+
+def moves(p: Pattern) -> bool:
+    """Whether the look changes over time (or with the microphone); False: one frame says it all."""
+    return p.effect not in ("off", "on") and p.brightness > 0
+
+
+def spin_tail(n: int) -> int:
+    """How many pixels trail a spinner's head, each at half the brightness of the one before."""
+    return max(1, n // 4)
+
+
+def meter_fraction(peak: float) -> float:
+    """A peak (0..1 of full scale) as the share of the pixels lit, on a decibel scale."""
+    if peak <= 0:
+        return 0.0
+    db = 20 * math.log10(min(1.0, peak))
+    return min(1.0, max(0.0, 1 - db / METER_FLOOR_DB))
+
+
+def _scaled(color: RGB, w: float) -> RGB:
+    return (color[0] * w, color[1] * w, color[2] * w)
+
+
+def pixels_at(p: Pattern, color: RGB, n: int, t: float, meter: float = 0.0) -> list[RGB]:
+    """The n pixels of pattern `p` t seconds after it began; `meter` is the share to light
+    (0..1) for a meter, already smoothed by the caller."""
+    if p.effect == "off" or p.brightness == 0:
+        return [DARK] * n
+    c = _scaled(color, p.brightness)
+    if p.effect == "on":
+        return [c] * n
+    if p.effect == "blink":
+        phase = t % (p.on_time + p.off_time)
+        return [c if phase < p.on_time else DARK] * n
+    if p.effect == "pulse":
+        phase = t % (p.on_time + p.off_time)
+        w = phase / p.on_time if phase < p.on_time else 1 - (phase - p.on_time) / p.off_time
+        return [_scaled(c, w)] * n
+    if p.effect == "spin":
+        head = int(t / p.on_time * n) % n
+        tail = spin_tail(n)
+        out = []
+        for i in range(n):
+            behind = (head - i) % n  # how far pixel i trails the head
+            out.append(_scaled(c, 0.5 ** behind) if behind <= tail else DARK)
+        return out
+    # meter: pixels 0.. light fully up to the level; the one at the edge lights in part
+    lit = meter * n
+    return [_scaled(c, max(METER_GLOW, min(1.0, lit - i))) for i in range(n)]
+
+
+def next_change(p: Pattern, n: int, t: float) -> float | None:
+    """The time after t (since the pattern began) at which the look may change next; None when
+    it never does. A pulse or a meter may change at every frame."""
+    if not moves(p):
+        return None
+    if p.effect == "blink":
+        period = p.on_time + p.off_time
+        start = math.floor(t / period) * period
+        edge = start + p.on_time
+        return edge if t < edge else start + period
+    if p.effect == "spin":
+        step = p.on_time / n
+        return (math.floor(t / step) + 1) * step
+    return t + 1 / FRAME_RATE
+
+
+class PeakFollower:
+    """A meter's needle: jumps up to a louder peak at once, falls back linearly over `fall` s."""
+
+    def __init__(self, fall: float) -> None:
+        self._fall = fall
+        self._shown = 0.0
+        self._t: float | None = None
+
+    def update(self, value: float, t: float) -> float:
+        """The share to show at time t, given the latest measured share."""
+        if self._t is not None:
+            self._shown = max(0.0, self._shown - (t - self._t) / self._fall)
+        self._t = t
+        self._shown = max(self._shown, value)
+        return self._shown
