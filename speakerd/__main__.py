@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
-from .config import DEFAULT_PATH, EX_CONFIG, ConfigError, load_config
+from .config import DEFAULT_PATH, EX_CONFIG, ConfigError, load_api_key, load_config
 
 
 def _check_config(args: argparse.Namespace) -> int:
     try:
-        load_config(args.path)
+        try:
+            cfg = load_config(args.path)
+            if cfg.agent.api_key_file and os.access(cfg.agent.api_key_file, os.R_OK):
+                # Checked here too (a second line would inject a header), if we may read it:
+                # the service reads it as root's copy, which a user's check cannot.
+                load_api_key(cfg.agent, environ={})
+        except (ValueError, RecursionError, OSError) as exc:  # a reader bug is still a bad file
+            raise ConfigError([f"{args.path}: cannot read: {type(exc).__name__}"]) from None
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)

@@ -2,26 +2,40 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
-import queue
+import socket
 import ssl
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 
 import websocket
 
 from . import protocol
 from .events import AgentConnected, AgentDisconnected, AgentEventReceived
+from .textsafe import shown
 
 log = logging.getLogger(__name__)
 
-# A text frame larger than this is not a message we model; decoding it would only burn a Pi's CPU.
-MAX_TEXT_FRAME = 1 << 20
-# Enough for several seconds of uplink frames (40 s of 80 ms ones) if the network hiccups; past
-# that the oldest frames are dropped rather than letting memory grow without bound.
+# A message (one frame or all fragments of one) larger than this is not one the agent sends:
+# refused from the frame's header, before its payload is read, and the link is dropped.
+MAX_MESSAGE = 1 << 20
+# Fragments of one message: each costs a frame header and a list item, so they are bounded too.
+MAX_FRAGMENTS = 4096
+# RFC 6455: a control frame (close, ping, pong) carries at most 125 bytes.
+MAX_CONTROL = 125
+# Enough for several seconds of uplink audio frames (40 s of 80 ms ones) if the network
+# hiccups; past that the oldest audio is dropped rather than letting memory grow without bound.
+# Only audio is ever dropped.
 OUTBOX_FRAMES = 500
+# Control messages (function answers, settings) are never dropped; so many unsent means the peer
+# stopped reading, and the link is dropped instead of the queue growing.
+MAX_CONTROL_QUEUED = 2000
+# A close handshake with a peer that stopped reading must not hold the tx thread long.
+CLOSE_SEND_TIMEOUT = 0.5
 _CLOSE = object()
 _MASK_KEYS = 256  # mask keys drawn from the OS at once: one getrandom() per 256 frames sent
 
@@ -46,6 +60,10 @@ class MaskKeys:
             key = self._pool[self._at:self._at + length]
             self._at += length
             return key
+
+
+class FrameRefused(Exception):
+    """A frame or message past a hard limit, or out of order: the link is dropped."""
 
 
 class AgentLink:
@@ -73,8 +91,14 @@ class AgentLink:
         self._ping = ping_interval
         self._ca_file = ca_file
         self._clock = clock
-        # The outbox decouples the mic thread (which must never block) from the network.
-        self._outbox: queue.Queue[object] = queue.Queue(maxsize=OUTBOX_FRAMES)
+        # The outbox decouples the mic thread (which must never block) from the network: audio
+        # in a bounded deque that drops its oldest frame, control messages in a deque of their
+        # own that never drops one. The condition wakes the tx thread for either, or a close.
+        self._cond = threading.Condition()
+        self._audio: collections.deque[bytes] = collections.deque()
+        self._control: collections.deque[str] = collections.deque()
+        self._failure = ""  # set by fail(): the reason the link is dropped
+        self._sending = False  # the tx thread is inside a send (a plain flag: read by close())
         self._closing = threading.Event()
         self._ws: websocket.WebSocket | None = None
         self._down_sent = threading.Lock()
@@ -94,19 +118,51 @@ class AgentLink:
 
     def send_audio(self, pcm: bytes) -> None:
         """Queue one audio frame; never blocks (drops the oldest frame when the network stalls)."""
-        self._put(pcm)
+        if self._closing.is_set():
+            return
+        with self._cond:
+            if len(self._audio) >= OUTBOX_FRAMES:
+                self._audio.popleft()
+                self._dropped_frames += 1
+                if self._dropped_frames in (1, 10, 100) or self._dropped_frames % 1000 == 0:
+                    log.warning("network too slow: dropped %d outgoing audio frames",
+                                self._dropped_frames)
+            self._audio.append(pcm)
+            self._cond.notify()
 
     def send_text(self, text: str) -> None:
-        """Queue one JSON message."""
-        self._put(text)
+        """Queue one JSON message; never dropped (past MAX_CONTROL_QUEUED the link is)."""
+        if self._closing.is_set():
+            return
+        with self._cond:
+            if len(self._control) >= MAX_CONTROL_QUEUED:
+                full = True
+            else:
+                full = False
+                self._control.append(text)
+                self._cond.notify()
+        if full:
+            self.fail(f"the agent stopped reading: {MAX_CONTROL_QUEUED} messages unsent")
+
+    def fail(self, reason: str) -> None:
+        """Drop the link for a reason (a limit the peer went past); it reconnects as after a drop."""
+        with self._cond:
+            if not self._failure:
+                self._failure = reason
+            self._cond.notify()
+        self._closing.set()
+        self._report_down(reason)
 
     def close(self) -> None:
         """Close the socket (idempotent); AgentDisconnected(requested=True) follows."""
         self._closing.set()
-        try:
-            self._outbox.put_nowait(_CLOSE)
-        except queue.Full:
-            pass  # the tx thread checks the closing flag at its next wake-up
+        with self._cond:
+            self._cond.notify()
+        ws = self._ws
+        if ws is not None and self._sending:
+            # A send in progress at close time is one the peer does not take (a healthy peer
+            # takes a frame in microseconds): cut it short rather than wait out the timeout.
+            _abort(ws)
 
     def alive(self) -> bool:
         """Whether either thread is still running."""
@@ -115,6 +171,11 @@ class AgentLink:
     def join(self, timeout: float = 2.0) -> bool:
         """Wait for both threads; False if one would not die."""
         deadline = time.monotonic() + timeout
+        if self._tx.is_alive() and self._tx is not threading.current_thread():
+            self._tx.join(min(timeout, CLOSE_SEND_TIMEOUT))
+            ws = self._ws
+            if self._tx.is_alive() and self._closing.is_set() and ws is not None:
+                _abort(ws)  # closing, but stuck on the peer: drop the TCP connection now
         for t in (self._tx, self._rx):
             if t is not None and t.is_alive() and t is not threading.current_thread():
                 t.join(max(0.0, deadline - time.monotonic()))
@@ -124,47 +185,43 @@ class AgentLink:
             log.warning("threads did not stop: %s", ", ".join(alive))
         return not alive
 
-    def _put(self, item: object) -> None:
-        if self._closing.is_set():
-            return
-        try:
-            self._outbox.put_nowait(item)
-        except queue.Full:
-            try:
-                self._outbox.get_nowait()
-            except queue.Empty:
-                pass
-            self._dropped_frames += 1
-            if self._dropped_frames in (1, 10, 100) or self._dropped_frames % 1000 == 0:
-                log.warning("network too slow: dropped %d outgoing frames", self._dropped_frames)
-            try:
-                self._outbox.put_nowait(item)
-            except queue.Full:
-                pass
-
     # --- the write side ------------------------------------------------------------------
 
     def _sslopt(self) -> dict[str, object]:
-        # Verification stays on; a CA file only adds trust (e.g. a local test server's cert).
-        opt: dict[str, object] = {"cert_reqs": ssl.CERT_REQUIRED}
+        # Verification stays on; a CA file adds to the system's trust store (e.g. a local test
+        # server's certificate), it does not replace it.
+        context = ssl.create_default_context()
         if self._ca_file:
-            opt["ca_certs"] = self._ca_file
-        return opt
+            context.load_verify_locations(cafile=self._ca_file)
+        return {"context": context}
 
     def _tx_main(self) -> None:
+        ws: websocket.WebSocket | None = None
         try:
             ws = websocket.WebSocket(sslopt=self._sslopt(), enable_multithread=True,
                                      skip_utf8_validation=True)
             ws.set_mask_key(MaskKeys())
-            # The key goes only into this header; websocket-client does not log headers unless
-            # its trace is enabled, which we never do.
+            options: dict[str, object] = {}
+            host = urllib.parse.urlsplit(self.url).hostname or ""
+            if self.url.startswith("ws://"):
+                # Plain ws:// is for this machine only: never through a proxy that would read it.
+                options["http_no_proxy"] = [host]
+            # The key goes only into this header, only to this URL: a redirect would re-send it
+            # wherever the Location points, so none is followed. websocket-client does not log
+            # headers unless its trace is enabled, which we never do.
             ws.connect(self.url, header=[f"Authorization: Token {self._api_key}"],
-                       timeout=self._connect_timeout)
+                       timeout=self._connect_timeout, redirect_limit=0, **options)
         except websocket.WebSocketBadStatusException as exc:
             self._report_down(_handshake_reason(exc.status_code), status=exc.status_code)
             return
         except Exception as exc:  # noqa: BLE001 - any connect failure is a disconnect with a reason
-            self._report_down(f"cannot connect: {_describe(exc)}")
+            response = getattr(ws, "handshake_response", None)
+            status = getattr(response, "status", None)
+            if isinstance(status, int) and 300 <= status < 400:
+                self._report_down(f"the agent's server redirected the connection (HTTP {status}); "
+                                  "redirects are not followed", status=status)
+            else:
+                self._report_down(f"cannot connect: {_describe(exc)}")
             return
         if self._closing.is_set():
             ws.shutdown()
@@ -186,20 +243,31 @@ class AgentLink:
         self._on_event(AgentConnected(self, self._clock()))
         self._tx_loop(ws)
 
+    def _next(self, wait: float) -> str | bytes | None:
+        """The next message to send (control first), or None when `wait` passed or closing."""
+        with self._cond:
+            if not (self._control or self._audio or self._closing.is_set()):
+                self._cond.wait(wait)
+            if self._closing.is_set():
+                return None
+            if self._control:
+                return self._control.popleft()
+            if self._audio:
+                return self._audio.popleft()
+            return None
+
     def _tx_loop(self, ws: websocket.WebSocket) -> None:
         last_sent = last_ping = time.monotonic()
         reason, requested = "closed", True
-        while True:
+        while not self._closing.is_set():
             now = time.monotonic()
             # Wake for whichever is due first: the KeepAlive (only when nothing else went out)
             # or the ping that proves the peer is alive.
             wait = max(0.0, min(last_sent + self._keepalive, last_ping + self._ping) - now)
-            try:
-                item = self._outbox.get(timeout=wait)
-            except queue.Empty:
-                item = None
-            if item is _CLOSE or self._closing.is_set():
+            item = self._next(wait)
+            if self._closing.is_set():
                 break
+            self._sending = True
             try:
                 now = time.monotonic()
                 if isinstance(item, bytes):
@@ -217,15 +285,23 @@ class AgentLink:
                     ws.ping()
                     last_ping = now
             except Exception as exc:  # noqa: BLE001 - a failed write means the link is gone
-                reason, requested = f"connection lost: {_describe(exc)}", False
+                if not self._closing.is_set():  # a close cuts a blocked send short on purpose
+                    reason, requested = f"connection lost: {_describe(exc)}", False
                 break
-        if requested:
+            finally:
+                self._sending = False
+        if self._failure:
+            reason, requested = self._failure, False
+        if requested or self._failure:
             try:
-                ws.send_close()
+                # A peer that stopped reading would hold a blocking send for the whole timeout.
+                ws.settimeout(CLOSE_SEND_TIMEOUT)
+                ws.send_close(websocket.STATUS_POLICY_VIOLATION if self._failure
+                              else websocket.STATUS_NORMAL)
             except Exception:  # noqa: BLE001 - closing a dead socket may fail; it is closed either way
                 pass
-        # abort() wakes the rx thread out of recv(); it then reports (or not) and exits.
-        ws.abort()
+        # Shutting the socket wakes the rx thread out of recv(); it then reports (or not) and exits.
+        _abort(ws)
         if self._rx is not None:
             self._rx.join(2.0)
         ws.shutdown()
@@ -236,7 +312,10 @@ class AgentLink:
     def _rx_main(self, ws: websocket.WebSocket) -> None:
         while not self._closing.is_set():
             try:
-                opcode, frame = ws.recv_data_frame(control_frame=True)
+                opcode, data = _read_message(ws)
+            except FrameRefused as exc:
+                self._lost(str(exc))
+                return
             except websocket.WebSocketTimeoutException:
                 self._lost("the agent stopped answering (no frame, not even a pong)")
                 return
@@ -245,23 +324,19 @@ class AgentLink:
                     self._lost(f"connection lost: {_describe(exc)}")
                 return
             if opcode == websocket.ABNF.OPCODE_BINARY:
-                self._on_audio(self, frame.data)
+                self._on_audio(self, data)
             elif opcode == websocket.ABNF.OPCODE_TEXT:
-                self._text(frame.data)
+                self._text(data)
             elif opcode == websocket.ABNF.OPCODE_CLOSE:
-                code = _close_code(frame.data)
+                code = _close_code(data)
                 self._lost(f"closed by the agent (code {code})" if code else "closed by the agent")
                 return
 
     def _text(self, data: bytes) -> None:
-        if len(data) > MAX_TEXT_FRAME:
-            log.warning("skipped a %d-byte text frame from the agent (limit %d)", len(data),
-                        MAX_TEXT_FRAME)
-            return
         try:
             event = protocol.decode(data, self.dialect)
         except protocol.ProtocolError as exc:
-            log.warning("skipped a bad frame from the agent: %s", exc)
+            log.warning("skipped a bad frame from the agent: %s", shown(exc))
             return
         log.debug("received %s", type(event).__name__)
         self._on_event(AgentEventReceived(self, event, self._clock()))
@@ -269,10 +344,8 @@ class AgentLink:
     def _lost(self, reason: str) -> None:
         """The read side saw the end: wake the tx thread; the first to notice reports it."""
         self._closing.set()
-        try:
-            self._outbox.put_nowait(_CLOSE)
-        except queue.Full:
-            pass
+        with self._cond:
+            self._cond.notify()
         self._report_down(reason)
 
     def _report_down(self, reason: str, *, status: int | None = None, requested: bool = False) -> None:
@@ -293,8 +366,82 @@ def _handshake_reason(status: int) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text.splitlines()[0][:200]
+    # The text may come from the peer (a status line, a close reason): escaped and cut.
+    return shown(str(exc) or type(exc).__name__, 200)
+
+
+def _abort(ws: websocket.WebSocket) -> None:
+    """Shut the socket both ways, waking a blocked recv() or send() in another thread.
+
+    Not ws.abort(): it does nothing once send_close() has marked the socket closed, which left
+    the rx thread in recv() until its timeout after every close.
+    """
+    sock = ws.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def _payload(frame: websocket.ABNF) -> bytes:
+    data = frame.data  # received frames carry bytes; the type also allows str for sending
+    return data if isinstance(data, bytes) else data.encode("latin-1")
+
+
+def _read_frame(ws: websocket.WebSocket, room: int) -> websocket.ABNF:
+    """One frame, its length checked from the header before any of its payload is read."""
+    fb = ws.frame_buffer
+    with fb.lock:
+        if fb.needs_header():
+            fb.recv_header()
+        if fb.needs_length():
+            fb.recv_length()
+        assert fb.header is not None and fb.length is not None
+        opcode, length = fb.header[4], fb.length
+    if opcode >= 0x8:
+        if length > MAX_CONTROL:
+            raise FrameRefused(f"the agent sent a {length}-byte control frame (limit {MAX_CONTROL})")
+    elif length > room:
+        raise FrameRefused(f"the agent sent a message over {MAX_MESSAGE} bytes "
+                           f"(a frame of {length} bytes); dropped from its header")
+    return ws.frame_buffer.recv_frame()  # the header is read: this reads the payload only
+
+
+def _read_message(ws: websocket.WebSocket) -> tuple[int, bytes]:
+    """One whole message (its fragments joined once, linearly), answering pings on the way."""
+    ABNF = websocket.ABNF
+    parts: list[bytes] = []
+    size = 0
+    opcode: int | None = None
+    while True:
+        frame = _read_frame(ws, MAX_MESSAGE - size)
+        op = frame.opcode
+        if op == ABNF.OPCODE_PING:
+            ws.pong(frame.data)
+            continue
+        if op == ABNF.OPCODE_PONG:
+            continue
+        if op == ABNF.OPCODE_CLOSE:
+            try:
+                ws.send_close()
+            except Exception:  # noqa: BLE001 - the peer may be gone already; we close either way
+                pass
+            return op, _payload(frame)
+        if op == ABNF.OPCODE_CONT:
+            if opcode is None:
+                raise FrameRefused("the agent sent a continuation frame outside a message")
+        elif opcode is not None:
+            raise FrameRefused("the agent started a message inside another one")
+        else:
+            opcode = op
+        data = _payload(frame)
+        parts.append(data)
+        size += len(data)
+        if len(parts) > MAX_FRAGMENTS:
+            raise FrameRefused(f"the agent sent a message in over {MAX_FRAGMENTS} fragments")
+        if frame.fin:
+            return opcode, parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _close_code(data: bytes) -> int | None:

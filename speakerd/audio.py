@@ -77,6 +77,10 @@ class AudioDeviceError(Exception):
         super().__init__(message)
 
 
+class QueueFull(Exception):
+    """More reply audio arrived than the speaker may queue: the sender is not pacing itself."""
+
+
 class Source(Protocol):
     """Where captured PCM comes from, one period at a time."""
 

@@ -13,11 +13,16 @@ from .config import Config
 from .events import FunctionFinished
 from .reconnect import Reconnect
 from .router import Router
+from .textsafe import shown
 
 log = logging.getLogger(__name__)
 
-# The conversation carried across a reconnect is bounded so the settings message stays small.
+# The conversation carried across a reconnect is bounded so the settings message stays small:
+# in lines, in characters a line (a longer one is cut), and in characters in all (the oldest
+# lines go first).
 MAX_CONTEXT = 50
+MAX_CONTEXT_ITEM = 2000
+MAX_CONTEXT_TOTAL = 16000
 
 
 class Link(Protocol):
@@ -25,13 +30,14 @@ class Link(Protocol):
     def start(self) -> object: ...
     def send_audio(self, pcm: bytes) -> None: ...
     def send_text(self, text: str) -> None: ...
+    def fail(self, reason: str) -> None: ...
     def close(self) -> None: ...
 
 
 class Runner(Protocol):
     """The local functions (FunctionRunner): runs a call off this thread, stops a withdrawn one."""
     def run(self, call_id: str, name: str, arguments: Mapping[str, Any],
-            arguments_error: str = "") -> None: ...
+            arguments_error: str = "", request: object = None) -> None: ...
     def cancel(self, call_id: str) -> None: ...
 
 
@@ -62,19 +68,29 @@ class Connection:
         self._context: list[protocol.ContextItem] = []
         self._conversation_id: str | None = None
         self._owed: dict[str, str] = {}  # client-side calls of this link still owed an answer
+        self._requests = 0  # FunctionCallRequests seen: the runner bounds calls per request
 
     # --- the link ----------------------------------------------------------------------
 
-    def open(self) -> None:
-        """Connect with the settings and the conversation so far (session thread)."""
+    def open(self) -> str:
+        """Connect with the settings and the conversation so far (session thread).
+
+        Returns "" once a link is on its way, or why none could be opened (settings that cannot
+        be encoded: the session shows an error instead of its thread dying).
+        """
         if self._conversation_id is None and self._convlog is not None:
             self._conversation_id = self._convlog.new_conversation()
         cfg = self._cfg
         if self._context and cfg.agent.greeting:
             # Carrying on after a drop: the agent must not greet the user again mid-conversation.
             cfg = dataclasses.replace(cfg, agent=dataclasses.replace(cfg.agent, greeting=""))
-        settings = protocol.encode_settings(cfg, protocol.Dialect(cfg.agent.dialect),
-                                            tuple(self._context))
+        try:
+            settings = protocol.encode_settings(cfg, protocol.Dialect(cfg.agent.dialect),
+                                                tuple(self._context))
+        except (ValueError, TypeError, RecursionError) as exc:
+            reason = f"cannot send the settings: {str(exc).splitlines()[0][:160]}"
+            log.error("%s", reason)
+            return reason
         link = self._connect(settings)
         self.link, self.ready, self._up_at = link, False, None
         self.deadline = self._clock() + cfg.agent.connect_timeout + cfg.session.reply_timeout
@@ -82,6 +98,7 @@ class Connection:
         # (a greeting, a reply's first audio) would otherwise fail the "is this my link" check.
         self._router.reset(link)
         link.start()
+        return ""
 
     def is_current(self, link: object) -> bool:
         return self.link is not None and link is self.link
@@ -128,10 +145,17 @@ class Connection:
 
     def remember(self, role: str, content: str) -> None:
         """One transcript line: kept for the next link's settings and written to the log."""
-        self._context.append(protocol.ContextItem(role, content))
+        self._context.append(protocol.ContextItem(role, content[:MAX_CONTEXT_ITEM]))
         del self._context[:-MAX_CONTEXT]
+        total = sum(len(c.content) for c in self._context)
+        while total > MAX_CONTEXT_TOTAL:
+            total -= len(self._context.pop(0).content)
         if self._convlog is not None:
             self._convlog.append("text", role=role, content=content)
+
+    def context_size(self) -> tuple[int, int]:
+        """Lines and characters carried to the next link now (figures)."""
+        return len(self._context), sum(len(c.content) for c in self._context)
 
     def forget_conversation(self) -> None:
         self._context.clear()
@@ -141,6 +165,7 @@ class Connection:
 
     def calls_requested(self, calls: tuple[protocol.FunctionCall, ...]) -> None:
         """Run each new client-side call once; a call asked twice is answered once."""
+        self._requests += 1
         for call in calls:
             if self._convlog is not None:
                 self._convlog.append("function_call", id=call.id, name=call.name,
@@ -148,14 +173,15 @@ class Connection:
             if not call.client_side:
                 continue  # the server runs it; nothing to do here
             if call.id in self._owed:
-                log.warning("function call %s asked for twice; answering once", call.id[:64])
+                log.warning("function call %s asked for twice; answering once", shown(call.id))
                 continue
             self._owed[call.id] = call.name
             if self._runner is None:
                 self.answer(FunctionFinished(call.id, call.name, '{"error": "no local functions"}',
                                              False))
             else:
-                self._runner.run(call.id, call.name, call.arguments, call.arguments_error)
+                self._runner.run(call.id, call.name, call.arguments, call.arguments_error,
+                                 request=self._requests)
 
     @property
     def owes_calls(self) -> bool:
@@ -166,7 +192,7 @@ class Connection:
         """The agent withdrew calls: they get no answer, and their work is stopped."""
         for call_id in ids:
             if self._owed.pop(call_id, None) is not None:
-                log.info("function call %s withdrawn by the agent", call_id[:64])
+                log.info("function call %s withdrawn by the agent", shown(call_id))
                 if self._runner is not None:
                     self._runner.cancel(call_id)
 
@@ -174,7 +200,8 @@ class Connection:
         """Send a finished call's answer if the current link still expects it."""
         if self._owed.pop(res.call_id, None) is None or self.link is None:
             # Withdrawn, or asked on a link that is gone: nobody expects this answer.
-            log.info("function %s finished after its call was withdrawn; result dropped", res.name)
+            log.info("function %s finished after its call was withdrawn; result dropped",
+                     shown(res.name))
             return False
         if self._convlog is not None:
             self._convlog.append("function_result", id=res.call_id, name=res.name, ok=res.ok,

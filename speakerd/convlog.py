@@ -17,6 +17,21 @@ log = logging.getLogger(__name__)
 FILENAME = "conversations.jsonl"
 
 
+# Characters that some readers (Python's splitlines among them) take for a line break: escaped,
+# so one record stays one line whatever the agent said.
+_BREAKS = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085", "\x0b": "\\u000b",
+           "\x0c": "\\u000c", "\x1c": "\\u001c", "\x1d": "\\u001d", "\x1e": "\\u001e"}
+
+
+def _line(record: dict[str, Any]) -> bytes:
+    """One JSON line of UTF-8 whatever the text holds: lone surrogates become \\udxxx escapes."""
+    text = json.dumps(record, ensure_ascii=False, default=str)
+    for ch, escaped in _BREAKS.items():
+        if ch in text:
+            text = text.replace(ch, escaped)
+    return (text + "\n").encode("utf-8", "backslashreplace")
+
+
 class ConversationLog:
     """Owns conversations.jsonl and its rotated backups; append() never raises."""
 
@@ -55,7 +70,7 @@ class ConversationLog:
                                           "conversation": self._conversation, "kind": kind}
                 for key, value in fields.items():
                     record.setdefault(key, value)  # the three fixed keys cannot be overwritten
-                line = (json.dumps(record, ensure_ascii=False, default=str) + "\n").encode()
+                line = _line(record)
                 self._write(line)
             except Exception as exc:  # never take the session down for a log line
                 if not self._failing:
@@ -86,8 +101,16 @@ class ConversationLog:
             if not os.path.isdir(self.directory):
                 os.makedirs(self.directory, mode=0o700, exist_ok=True)
                 os.chmod(self.directory, 0o700)  # makedirs' mode is filtered by the umask
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                               0o600)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+                         | os.O_NOFOLLOW, 0o600)
+            try:
+                # The mode on O_CREAT applies only to a new file: one left 0644 by an older
+                # version or a copy is made private too. The user's words are in it.
+                os.fchmod(fd, 0o600)
+            except OSError:
+                os.close(fd)
+                raise
+            self._fd = fd
         return self._fd
 
     def _rotate(self) -> None:

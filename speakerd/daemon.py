@@ -15,6 +15,7 @@ from typing import Any
 from . import protocol
 from .agent import AgentLink
 from .config import EX_CONFIG, Config, ConfigError, load_api_key, load_config
+from .config.secrets import ENV_NAME
 from .control import SOCKET_NAME, ControlServer, LinkMeter, ServiceControls
 from .events import (
     AgentConnected,
@@ -30,6 +31,7 @@ from .events import (
 from .journal import configure_logging
 from .router import Router
 from .session import Session
+from .textsafe import shown
 
 log = logging.getLogger(__name__)
 
@@ -249,12 +251,15 @@ class Daemon:
 
     def __init__(self, config_path: str | None, cfg: Config, api_key: str, *,
                  notifier: Any = None, hooks: Hooks | None = None,
-                 control_path: str | None = None) -> None:
+                 control_path: str | None = None, env_key: str = "") -> None:
         from .notify import Notifier
 
         self.config_path = config_path
         self.cfg = cfg
         self._api_key = api_key
+        # The key given in the environment: the variable is cleared once read, so a reload
+        # looks for it here.
+        self._env_key = env_key
         self.notifier = notifier if notifier is not None else Notifier()
         self.hooks = hooks or Hooks()
         self.parts: Parts | None = None
@@ -359,12 +364,15 @@ class Daemon:
             if path is None:
                 raise ConfigError(["(no config file to reload)"])
             cfg = load_config(path)
-            key = load_api_key(cfg.agent)
-        except ConfigError as exc:
+            env = {**os.environ, ENV_NAME: self._env_key} if self._env_key else None
+            key = load_api_key(cfg.agent, env)
+        except (ConfigError, ValueError, RecursionError, OSError) as exc:
+            if not isinstance(exc, ConfigError):  # a reader bug must not take the speaker down
+                exc = ConfigError([f"{path}: cannot read: {type(exc).__name__}"])
             for problem in exc.problems:
                 log.error("reload: %s", problem)
             log.error("reload failed; still running the previous config")
-            self.notifier.status(f"reload failed: {exc.problems[0]}"[:200])
+            self.notifier.status(f"reload failed: {shown(exc.problems[0], 180)}")
             self.notifier.ready()
             self.controls.reloaded(covers, False, f"refused, still running the previous config: "
                                           f"{'; '.join(exc.problems)}")
@@ -428,18 +436,22 @@ def run_daemon(config_path: str) -> int:
     configure_logging("INFO")
     # alsa-lib's own lines would reach the journal around our one line per missing device.
     quiet_alsa_lib()
+    env_key = os.environ.get(ENV_NAME, "").strip()
     try:
         cfg = load_config(config_path)
         configure_logging(cfg.log.level)
-        key = load_api_key(cfg.agent)
-    except ConfigError as exc:
+        key = load_api_key(cfg.agent)  # clears the variable from the environment
+    except (ConfigError, ValueError, RecursionError, OSError) as exc:
+        if not isinstance(exc, ConfigError):
+            exc = ConfigError([f"{config_path}: cannot read: {type(exc).__name__}"])
         for problem in exc.problems:
             log.error("%s", problem)
         return EX_CONFIG
     # systemd's RuntimeDirectory=speakerd: the control socket lives there (nowhere else).
     runtime = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
     control = os.path.join(runtime, SOCKET_NAME) if runtime else None
-    daemon = Daemon(config_path, cfg, key, control_path=control)
+    daemon = Daemon(config_path, cfg, key, control_path=control,
+                    env_key=env_key if key == env_key else "")
     daemon.set_log_level = configure_logging
     daemon.install_signals()
     return daemon.run()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import wave
 from pathlib import Path
@@ -12,6 +13,8 @@ log = logging.getLogger(__name__)
 
 # One recording is capped so a button held for minutes cannot fill the disk.
 MAX_SECONDS = 120
+# The name of a take: the writer's pid, its number, its stream.
+_OURS = re.compile(r"[0-9]+-[0-9]{5,}-(uplink|reply)\.wav")
 
 
 class WavRecorder:
@@ -72,7 +75,10 @@ class WavRecorder:
         return path
 
     def _prune(self) -> None:
-        files = sorted(self.dir.glob("*.wav"), key=lambda p: p.stat().st_mtime)
+        # Only takes this recorder writes (pid-number-stream.wav): the directory may hold the
+        # user's own recordings, which are not ours to delete.
+        files = sorted((p for p in self.dir.glob("*.wav") if _OURS.fullmatch(p.name)),
+                       key=lambda p: p.stat().st_mtime)
         for old in files[: max(0, len(files) - self.max_files)]:
             old.unlink(missing_ok=True)
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Protocol
 
 from . import protocol
+from .audio import QueueFull
+
+log = logging.getLogger(__name__)
 
 
 class LinkAudio(Protocol):
-    """The uplink half of an agent link (AgentLink)."""
+    """The uplink half of an agent link (AgentLink), and a way to drop it past a limit."""
     def send_audio(self, pcm: bytes) -> None: ...
+    def fail(self, reason: str) -> None: ...
 
 
 class ReplyPlayer(Protocol):
@@ -90,9 +95,18 @@ class Router:
 
     def audio(self, link: object, pcm: bytes) -> None:
         """Receive thread: agent audio of `link`; played only if it is the current link."""
+        overflow = ""
         with self._lock:
-            played = (link is self._link and self._applied and not self._barged
-                      and self._speaker.play(pcm))
+            try:
+                played = (link is self._link and self._applied and not self._barged
+                          and self._speaker.play(pcm))
+            except QueueFull as exc:
+                played, overflow = False, str(exc)
+            current = self._link
+        if overflow and current is not None:
+            # A flood of audio: drop the link (the session reconnects as after any drop).
+            current.fail(f"the agent sent audio faster than it plays: {overflow}")
+            return
         if played and self.recorder is not None:
             self.recorder.add("reply", pcm)
 

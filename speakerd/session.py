@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import queue
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from .events import (
 )
 from .reconnect import Reconnect
 from .router import Router
+from .textsafe import shown
 from .turns import Turn, TurnLog
 from .uplink import UplinkMode, uplink_policy
 from .worker import Worker
@@ -48,6 +50,11 @@ SPEAKING_STALL = 5.0
 # The longest inbox wait: the loop otherwise sleeps until its next deadline, so an idle speaker
 # wakes rarely; this bound only guards against a deadline computed wrong.
 TICK = 2.0
+# Agent events waiting in the inbox. Only the network can outrun the session (button edges,
+# playback and function results come at human or bounded rates), so past this many the agent's
+# events are dropped and so is its link: it reconnects as after any drop. Nothing else is
+# ever dropped, a button edge least of all.
+MAX_QUEUED_AGENT_EVENTS = 1000
 
 _BUSY = (State.CONNECTING, State.LISTENING, State.THINKING, State.SPEAKING)
 
@@ -98,8 +105,13 @@ class Session:
     last_error: str = ""
 
     def __post_init__(self) -> None:
-        # Unbounded on purpose: posting must never block a gpiozero, audio or socket thread.
+        # Posting must never block a gpiozero, audio or socket thread, so the queue has no
+        # maxsize: the agent's events are counted instead (MAX_QUEUED_AGENT_EVENTS), and the
+        # lock guards that count, which post() raises and the session thread lowers.
         self._inbox: queue.Queue[Event | None] = queue.Queue()
+        self._inbox_lock = threading.Lock()
+        self._agent_queued = 0
+        self.inbox_peak = 0  # the most agent events ever waiting (figures)
         self._worker = Worker("session", self._run)
         self._link = Connection(self.cfg, self.connect, self.router,
                                 Reconnect(self.cfg.session, self.clock, self.rng), self.clock,
@@ -125,6 +137,18 @@ class Session:
 
     def post(self, event: Event) -> None:
         """Any thread: hand an event to the session; never blocks."""
+        if isinstance(event, AgentEventReceived):
+            with self._inbox_lock:
+                full = self._agent_queued >= MAX_QUEUED_AGENT_EVENTS
+                if not full:
+                    self._agent_queued += 1
+                    self.inbox_peak = max(self.inbox_peak, self._agent_queued)
+            if full:
+                fail = getattr(event.link, "fail", None)
+                if callable(fail):
+                    fail(f"the agent sent events faster than they can be handled "
+                         f"({MAX_QUEUED_AGENT_EVENTS} waiting)")
+                return
         self._inbox.put(event)
 
     def start(self) -> None:
@@ -149,6 +173,9 @@ class Session:
                 event = self._inbox.get(timeout=self._next_wait())
             except queue.Empty:
                 event = None
+            if isinstance(event, AgentEventReceived):
+                with self._inbox_lock:
+                    self._agent_queued -= 1
             if event is not None:
                 self.handle(event)
             self.tick()
@@ -244,7 +271,10 @@ class Session:
         else:
             if self._link.link is None:
                 self._reconnect.cancel()  # this press connects now: no scheduled attempt needed
-                self._link.open()
+                problem = self._link.open()
+                if problem:
+                    self._fail(problem)
+                    return
                 self._uplink = None  # re-apply the uplink mode for the new link
             self._set_state(State.CONNECTING)
         self._apply_audio()
@@ -266,7 +296,10 @@ class Session:
     # --- the connection ------------------------------------------------------------------
 
     def _reconnect_now(self) -> None:
-        self._link.open()
+        problem = self._link.open()
+        if problem:
+            self._fail(problem)
+            return
         self._uplink = None  # re-apply the uplink mode for the new link
         self._apply_audio()
 
@@ -299,7 +332,7 @@ class Session:
             log.error("%s; check the key (next try allowed in %.0f s)", event.reason, delay)
             self._fail(f"{event.reason}; check the key (next try allowed in {delay:.0f} s)")
             return
-        log.warning("agent link down: %s", event.reason)
+        log.warning("agent link down: %s", shown(event.reason, 200))
         self.last_error = event.reason
         if self.state in _BUSY or self._conversation or self.state is State.OFFLINE:
             self._go_offline(event.reason)
@@ -353,14 +386,15 @@ class Session:
             case protocol.FunctionCallCancelled(ids=ids):
                 self._link.calls_cancelled(ids)
             case protocol.AgentError(code=code, description=description):
-                log.error("agent error %s: %s", code or "(no code)", description)
-                self._fail(f"agent error {code}: {description}".strip())
+                log.error("agent error %s: %s", shown(code) or "(no code)", shown(description, 300))
+                self._fail(f"agent error {shown(code, 60)}: {shown(description, 120)}".strip())
             case protocol.AgentWarning(code=code, description=description):
-                log.warning("agent warning %s: %s", code or "(no code)", description)
+                log.warning("agent warning %s: %s", shown(code) or "(no code)",
+                            shown(description, 300))
             case protocol.UnknownEvent(type=kind):
-                log.info("ignored an unknown message type from the agent: %s", kind[:64])
+                log.info("ignored an unknown message type from the agent: %s", shown(kind, 64))
             case protocol.InjectionRefused(message=message):
-                log.info("the agent refused an injected message: %s", message)
+                log.info("the agent refused an injected message: %s", shown(message))
             case _:
                 pass  # AgentAudioDone is the router's (it marks the reply's end at the speaker)
         if self.state is State.THINKING and self._deadline is not None:
@@ -369,7 +403,7 @@ class Session:
 
     def _on_text(self, ev: protocol.ConversationText) -> None:
         # Transcripts stay out of the system journal at INFO: they are the user's words.
-        log.debug("%s: %s", ev.role, ev.content)
+        log.debug("%s: %s", shown(ev.role, 20), shown(ev.content, 300))
         if self.on_text is not None:
             self.on_text(ev.role, ev.content)
         self._link.remember(ev.role, ev.content)

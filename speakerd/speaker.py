@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from . import chimes as chimes_mod
-from .audio import AudioDeviceError, AudioFormat, Sink
+from .audio import AudioDeviceError, AudioFormat, QueueFull, Sink
 from .backoff import device_backoff
 from .config import ChimesConfig
 from .events import PlaybackDrained, PlaybackInterrupted, PlaybackStarted
@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 
 _AUDIO, _END, _CHIME = "audio", "end", "chime"
 _IDLE_WAIT = 0.5  # seconds the idle thread sleeps on its queue; any command wakes it at once
+# Reply audio queued ahead of playback, in seconds of sound. The agent sends faster than real
+# time, but a reply longer than this arriving all at once is a flood, not speech: refused.
+MAX_QUEUED_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,9 @@ class Speaker:
         # Callers only append and set flags, then notify so the thread wakes without polling.
         self._cond = threading.Condition()
         self._items: collections.deque[_Item] = collections.deque()
+        self._queued = 0           # bytes of reply audio in _items
+        self._max_queued = int(MAX_QUEUED_SECONDS * fmt.rate) * fmt.frame_bytes
+        self.queued_peak = 0       # the most reply audio ever queued, in bytes (figures)
         self._reply = 0            # the newest reply id handed out
         self._reply_open = False   # play() adds to self._reply; False: the next play() starts one
         self._discarding = False   # after interrupt(): late audio of the old reply is refused...
@@ -106,7 +112,10 @@ class Speaker:
             return self._reply
 
     def play(self, pcm: bytes) -> bool:
-        """Queue agent audio for the current reply; False when refused after an interrupt."""
+        """Queue agent audio for the current reply; False when refused after an interrupt.
+
+        Raises QueueFull past MAX_QUEUED_SECONDS of queued audio (the chunk is not queued).
+        """
         with self._cond:
             if self._discarding:
                 now = self._clock()
@@ -120,9 +129,22 @@ class Speaker:
                 self._reply += 1
                 self._reply_open = True
             if pcm:
+                if self._queued + len(pcm) > self._max_queued:
+                    raise QueueFull(f"over {MAX_QUEUED_SECONDS:g} s of reply audio queued")
                 self._items.append(_Item(_AUDIO, self._reply, bytes(pcm)))
+                self._queued += len(pcm)
+                self.queued_peak = max(self.queued_peak, self._queued)
                 self._cond.notify()
             return True
+
+    def queued_seconds(self) -> float:
+        """Seconds of reply audio queued ahead of playback now."""
+        with self._cond:
+            return self._queued / (self._fmt.rate * self._fmt.frame_bytes)
+
+    def _recount(self) -> None:
+        """Under the lock, after items were removed in bulk."""
+        self._queued = sum(len(i.data) for i in self._items if i.kind == _AUDIO)
 
     def end_reply(self) -> None:
         """No more audio for the current reply: pad its tail to a whole period."""
@@ -217,6 +239,8 @@ class Speaker:
                 self._cond.wait(timeout)
             interrupt = self._take_interrupt()
             item = self._items.popleft() if interrupt is None and self._items else None
+            if item is not None and item.kind == _AUDIO:
+                self._queued -= len(item.data)
         if interrupt is not None:
             self._do_interrupt(*interrupt)
         elif item is not None:
@@ -250,6 +274,7 @@ class Speaker:
             else:
                 discarded += len(item.data)
         self._items = kept
+        self._recount()
         return t_request, discarded
 
     def _do_interrupt(self, t_request: float, discarded: int) -> None:
@@ -440,6 +465,7 @@ class Speaker:
                 # like late audio after an interrupt.
                 self._items = collections.deque(
                     i for i in self._items if i.kind == _CHIME or i.reply > reply)
+                self._recount()
                 if self._reply == reply:
                     self._discarding = True
                     self._late_deadline = self._clock() + self._late_timeout
@@ -482,6 +508,7 @@ class Speaker:
             interrupt = self._take_interrupt()
             items = list(self._items)
             self._items.clear()
+            self._queued = 0
         if interrupt is not None:
             self._emit(PlaybackInterrupted(interrupt[0], self._clock(), interrupt[1]))
         for item in items:

@@ -15,4 +15,5 @@ pytest_plugins = [
     "tests.support.emulator",
     "tests.support.daemon",
     "tests.support.process",
+    "tests.support.hostile",
 ]

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import difflib
+import ipaddress
+import json
+import math
+import re
+import urllib.parse
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from .. import boards
 from .schema import PIXEL_EFFECTS, SPI0_CLOCK, SPI0_MOSI, SPI0_SELECT, Config, LedConfig
@@ -25,6 +31,9 @@ def cross_checks(cfg: Config, problem: Problem, has: Reported) -> None:
     _pins(cfg, problem, has)
     _pixels(cfg, problem)
     _functions(cfg, problem)
+    _trusted_url(cfg, problem)
+    _function_trust(cfg, problem)
+    _data_only(cfg, problem, has)
 
 
 def _board(cfg: Config, problem: Problem) -> None:
@@ -150,3 +159,162 @@ def _functions(cfg: Config, problem: Problem) -> None:
             problem(f"{path}.action.argv", "must be a non-empty list (no shell is used)")
         if a.type == "volume" and a.min > a.max:
             problem(f"{path}.action.min", "must not exceed action.max")
+
+
+# --- trust: what the network and the agent may do with what the config says --------------------
+
+# Headers: an RFC 9110 token for the name; no control character (a CR or LF would end the
+# header and start another) in the value.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE_CHAR = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# A key with whitespace or a control character is a typo or a trick, never a real name.
+_BAD_KEY_CHAR = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Pass-through data and parameters are sent in every settings message: bounded in size and depth.
+MAX_PASSTHROUGH_BYTES = 64 * 1024
+MAX_PARAMETERS_BYTES = 16 * 1024
+MAX_SETTINGS_BYTES = 256 * 1024
+MAX_DATA_DEPTH = 32
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _trusted_url(cfg: Config, problem: Problem) -> None:
+    """agent.url: the key goes in its header, so only to a verified host (or this machine)."""
+    url = cfg.agent.url
+    if not url:
+        return
+    where = "agent.url"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        problem(where, "is not a valid URL")
+        return
+    if parts.scheme not in ("wss", "ws"):
+        problem(where, "must be a wss:// URL (ws:// only to this machine)")
+    elif "@" in parts.netloc:
+        problem(where, "must not carry a user name or password (the key is sent in a header)")
+    elif not host:
+        problem(where, "must name a host")
+    elif _BAD_KEY_CHAR.search(url):
+        problem(where, "must not contain spaces or control characters")
+    elif parts.scheme == "ws" and not _is_loopback(host):
+        problem(where, "ws:// would send the API key in clear: use wss:// (ws:// is only for "
+                       "this machine: localhost, 127.0.0.1, ::1)")
+
+
+def _headers(headers: Mapping[str, str], where: str, problem: Problem) -> None:
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            problem(f"{where}.{str(name)[:40]!r}", "is not a valid header name")
+        elif not isinstance(value, str) or _BAD_VALUE_CHAR.search(value):
+            # The value is not echoed: headers carry secrets.
+            problem(f"{where}.{name}", "must be one line of text without control characters")
+
+
+def _function_trust(cfg: Config, problem: Problem) -> None:
+    """Schemas hold only what is enforced; a command's placeholders cannot become options."""
+    from ..functions.actions import placeholders
+    from ..functions.arguments import placeholder_problems, schema_problems
+
+    _headers(cfg.agent.think.endpoint_headers, "agent.think.endpoint_headers", problem)
+    for i, fn in enumerate(cfg.functions):
+        path = f"functions[{i}]"
+        if isinstance(fn.parameters, Mapping):
+            for line in schema_problems(fn.parameters, f"{path}.parameters"):
+                where, _, message = line.partition(": ")
+                problem(where, message)
+        if fn.endpoint is not None:
+            _headers(fn.endpoint.headers, f"{path}.endpoint.headers", problem)
+        a = fn.action
+        if a is None:
+            continue
+        if a.type == "http":
+            _headers(a.headers, f"{path}.action.headers", problem)
+            if "@" in urllib.parse.urlsplit(a.url).netloc:
+                problem(f"{path}.action.url", "must not carry a user name or password")
+        if a.type == "command" and a.argv:
+            if placeholders(a.argv[:1]):
+                problem(f"{path}.action.argv", "the program (the first item) must be fixed text")
+            params = fn.parameters if isinstance(fn.parameters, Mapping) else {}
+            for line in placeholder_problems(a.argv, params, a.allow_leading_dash,
+                                             placeholders(a.argv), f"{path}.action"):
+                where, _, message = line.partition(": ")
+                problem(where, message)
+
+
+def json_problems(value: Any, path: str, depth: int = 0) -> list[str]:
+    """Why `value` is not plain JSON data (finite numbers, text keys without odd characters)."""
+    if depth > MAX_DATA_DEPTH:
+        return [f"{path}: nested deeper than {MAX_DATA_DEPTH} levels"]
+    if value is None or isinstance(value, bool | str):
+        return []
+    if isinstance(value, int):
+        return []
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [f"{path}: must be a finite number"]
+    if isinstance(value, list | tuple):
+        return [p for i, v in enumerate(value) for p in json_problems(v, f"{path}[{i}]", depth + 1)]
+    if isinstance(value, Mapping):
+        out: list[str] = []
+        for key, v in value.items():
+            if not isinstance(key, str):
+                out.append(f"{path}: key {str(key)[:40]!r} must be text")
+            elif not key or _BAD_KEY_CHAR.search(key):
+                out.append(f"{path}: key {key[:40]!r} must not be empty or hold whitespace or "
+                           "control characters")
+            else:
+                out.extend(json_problems(v, f"{path}.{key}", depth + 1))
+        return out
+    return [f"{path}: must be JSON data (text, a number, true/false, null, a list or a mapping), "
+            f"not {type(value).__name__}"]
+
+
+def _size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str))
+
+
+def _data_only(cfg: Config, problem: Problem, has: Reported) -> None:
+    """Pass-through settings and function parameters are JSON data, bounded; the settings encode."""
+    clean = True
+    for where, value, limit in (
+            [("agent.settings_passthrough", cfg.agent.settings_passthrough, MAX_PASSTHROUGH_BYTES)]
+            + [(f"functions[{i}].parameters", fn.parameters, MAX_PARAMETERS_BYTES)
+               for i, fn in enumerate(cfg.functions)]):
+        if has(where):
+            clean = False
+            continue
+        found = json_problems(value, where)
+        for line in found[:20]:
+            at, _, message = line.partition(": ")
+            problem(at, message)
+        if found:
+            clean = False
+        elif _size(value) > limit:
+            problem(where, f"is larger than {limit // 1024} KiB of JSON")
+            clean = False
+    if not clean:
+        return
+    # The settings message is built from the whole config: try both dialects now, so that a
+    # value the codec cannot send fails here and not on the first press.
+    from ..protocol import Dialect, encode_settings
+
+    for dialect in Dialect:
+        try:
+            size = len(encode_settings(cfg, dialect).encode("utf-8", "surrogatepass"))
+        except (ValueError, TypeError, RecursionError) as exc:
+            problem("agent.settings_passthrough", f"cannot be sent ({dialect.value}): "
+                    + str(exc).splitlines()[0][:160])
+            return
+        if size > MAX_SETTINGS_BYTES:
+            problem("agent", f"the {dialect.value} settings message would be {size // 1024} KiB "
+                             f"(at most {MAX_SETTINGS_BYTES // 1024} KiB)")
+            return

@@ -28,6 +28,7 @@ from .schema import (
     LedConfig,
     Pattern,
 )
+from .yamldata import DataError, load_data
 
 # --- loading -----------------------------------------------------------------------------
 
@@ -186,23 +187,6 @@ def _show(value: Any) -> str:
     return repr(value)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML keeps the last of two equal keys silently; a second `session:` would wipe the first."""
-
-    duplicates: list[str]
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
-            line = key_node.start_mark.line + 1
-            if isinstance(key, str | int | float | bool) and key in seen:
-                self.duplicates.append(f"line {line}: key {key!r} appears again (first at line {seen[key]})")
-            elif isinstance(key, str | int | float | bool):
-                seen[key] = line
-        return super().construct_mapping(node, deep=deep)
-
-
 def _kind(value: Any) -> str:
     return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
             int: "a number", float: "a number", type(None): "nothing"}.get(type(value), type(value).__name__)
@@ -249,21 +233,15 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
     except UnicodeDecodeError as exc:
         raise ConfigError([f"{path}: not UTF-8 text (byte {exc.start})"]) from None
-    loader: _UniqueKeyLoader | None = None
     try:
-        loader = _UniqueKeyLoader(text)  # reading starts here, so a bad character raises here
-        loader.duplicates = []
-        raw = loader.get_single_data()
+        raw = load_data(text)
+    except DataError as exc:
+        raise ConfigError(exc.problems) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = " ".join((getattr(exc, "problem", None) or str(exc)).split())
         raise ConfigError([f"{path}: not valid YAML{where}: {problem}"]) from None
-    finally:
-        if loader is not None:
-            loader.dispose()
-    if loader.duplicates:
-        raise ConfigError([f"{path}: {d}" for d in loader.duplicates])
     return parse_config(raw)
 
 

@@ -246,12 +246,14 @@ class ActionConfig:
     # gpio
     pin: str = ""
     active_high: bool = True
+    min_interval: float = _opt(1.0, min=0.05, max=3600)  # seconds between two switches of the pin
     # http
     url: str = ""
     method: str = _opt("POST", choices=("GET", "POST", "PUT"))
     headers: Mapping[str, str] = _opt({})
     # command
     argv: tuple[str, ...] = ()
+    allow_leading_dash: tuple[str, ...] = ()  # placeholders whose value may start with '-'
     max_output: int = _opt(2000, min=16, max=100000)
     # all
     timeout: float = _opt(5.0, min=0.1, max=60)

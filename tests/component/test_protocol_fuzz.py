@@ -166,10 +166,21 @@ names = st.text(alphabet=string.ascii_letters + string.digits + "_-", min_size=1
 # The loader wants at least one letter or digit in a function name.
 function_names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_-]{0,11}", fullmatch=True)
 texts = st.text(max_size=40)
-headers = st.dictionaries(st.text(min_size=1, max_size=10), st.text(max_size=10), max_size=3)
+# What the config accepts: header names are tokens, values one line; keys hold no whitespace
+# or control characters (tests/unit/test_config_trust.py holds the refusals).
+headers = st.dictionaries(st.text(alphabet=string.ascii_letters + string.digits + "-_.!#$%&'*+^`|~",
+                                  min_size=1, max_size=10),
+                          st.text(max_size=10).filter(lambda v: v.isprintable()), max_size=3)
+config_keys = st.text(min_size=1, max_size=6).filter(
+    lambda k: not any(c.isspace() or not c.isprintable() for c in k))
+config_values = st.recursive(
+    json_scalars,
+    lambda inner: (st.lists(inner, max_size=4)
+                   | st.dictionaries(st.sampled_from(FIELD_NAMES) | config_keys, inner, max_size=5)),
+    max_leaves=20)
 passthrough = st.dictionaries(
-    st.sampled_from(["agent", "audio", "type", "tags", "flags", "context"]) | st.text(max_size=6),
-    json_values.filter(lambda v: "NaN" not in json.dumps(v) and "Infinity" not in json.dumps(v)),
+    st.sampled_from(["agent", "audio", "type", "tags", "flags", "context"]) | config_keys,
+    config_values.filter(lambda v: "NaN" not in json.dumps(v) and "Infinity" not in json.dumps(v)),
     max_size=3)
 
 

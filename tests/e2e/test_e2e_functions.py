@@ -28,7 +28,7 @@ FUNCTIONS = [
      "action": {"type": "end_conversation"}},
     {"name": "echo", "description": "Echo text through a fixed command.",
      "parameters": {"type": "object", "required": ["text"],
-                    "properties": {"text": {"type": "string", "maxLength": 200}}},
+                    "properties": {"text": {"type": "string", "pattern": "^[^-].{0,199}$"}}},
      "action": {"type": "command", "argv": ["printf", "%s", "{text}"], "timeout": 5}},
 ]
 

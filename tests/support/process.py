@@ -225,3 +225,14 @@ def child_env(pulse: PulseServer, fake: FakeSystemd, key: str = TEST_KEY, **extr
 def speak(pulse: PulseServer, name: str = "hello.wav") -> None:
     proc = pulse.play_into_mic(load_wav(name))
     assert wait_until(lambda: not proc.alive(), WAIT), "pacat did not finish"
+
+
+def run_cli(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`python -m speakerd ARGS` with no key or credential but those given, bounded in time."""
+    root = Path(__file__).resolve().parents[2]
+    base = {**os.environ, "PYTHONPATH": str(root)}
+    base.pop("DEEPGRAM_API_KEY", None)
+    base.pop("CREDENTIALS_DIRECTORY", None)
+    return subprocess.run([sys.executable, "-m", "speakerd", *args], env={**base, **(env or {})},
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+                          cwd=root)

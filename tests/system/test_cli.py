@@ -288,3 +288,18 @@ def test_run_with_a_missing_config_file_exits_78(tmp_path: Path) -> None:
     assert done.returncode == 78
     assert "absent.yaml" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe" + FAKE_KEY.encode(), f"{FAKE_KEY}\nX-Evil: 1\n".encode()])
+def test_check_config_refuses_a_key_file_that_would_inject_a_header(tmp_path: Path,
+                                                                    content: bytes) -> None:
+    """A non-UTF-8 or two-line key file is `agent.api_key_file: ...` and exit 78, never echoed."""
+    key = tmp_path / "key"
+    key.write_bytes(content)
+    key.chmod(0o600)
+    path = tmp_path / "speakerd.yaml"
+    path.write_text(f"agent:\n  api_key_file: {key}\n", encoding="utf-8")
+    done = speakerd("check-config", str(path))
+    assert done.returncode == 78, done
+    assert done.stderr.startswith("agent.api_key_file: ")
+    assert FAKE_KEY not in done.stdout + done.stderr

@@ -263,3 +263,36 @@ def test_scripts_are_strict_bash() -> None:
         assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
         assert "set -euo pipefail" in script.read_text(encoding="utf-8")
         assert os.access(script, os.X_OK)
+
+
+def test_nothing_installed_is_writable_by_others_under_umask_000(tmp_path: Path) -> None:
+    """Root's umask may be 000: no file or directory the install creates is group/world-writable."""
+    root = tmp_path / "root"
+    run_env = {k: v for k, v in os.environ.items() if k != "DEEPGRAM_API_KEY"}
+    run_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{run_env.get('PATH', '')}"
+    key_file = tmp_path / "key.txt"
+    key_file.write_text(FAKE_KEY + "\n", encoding="utf-8")
+    done = subprocess.run(["bash", "-c", 'umask 000; exec bash "$0" "$@"', str(INSTALL),
+                           "--root", str(root), "--skip-venv", "--key-file", str(key_file)],
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, env=run_env,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    writable = [str(p.relative_to(root)) for p in [root, *root.rglob("*")]
+                if not p.is_symlink() and _mode(p) & 0o022]
+    assert writable == []
+
+
+def test_the_key_variable_never_reaches_the_tools_it_runs(tmp_path: Path) -> None:
+    """A key given in the environment is read and dropped: programs the install runs never see it."""
+    root = tmp_path / "root"
+    spy = tmp_path / "bin"
+    spy.mkdir()
+    seen = tmp_path / "seen"
+    # `speakerd check-config` is run by the install: this one records its environment.
+    (spy / "speakerd").write_text(f'#!/bin/sh\nenv > "{seen}"\nexit 0\n', encoding="utf-8")
+    (spy / "speakerd").chmod(0o755)
+    done = _run(INSTALL, "--root", str(root), "--skip-venv", key=FAKE_KEY,
+                env={"PATH": f"{spy}{os.pathsep}{os.environ.get('PATH', '')}"})
+    assert done.returncode == 0, done.stderr
+    assert (root / "etc" / "speakerd" / "deepgram_api_key").read_text(encoding="utf-8") == FAKE_KEY + "\n"
+    assert seen.exists() and FAKE_KEY not in seen.read_text(encoding="utf-8")

@@ -120,7 +120,8 @@ class Runner:
         self.started: dict[str, float] = {}
         self.cancelled: list[str] = []
 
-    def run(self, call_id: str, name: str, arguments: Any, arguments_error: str = "") -> None:
+    def run(self, call_id: str, name: str, arguments: Any, arguments_error: str = "",
+            request: object = None) -> None:
         self.running[call_id] = name
         self.started[call_id] = self.clock()
 

@@ -128,3 +128,26 @@ def test_close_is_idempotent_and_drops_later_lines(tmp_path: Path) -> None:
     log.close()
     log.append("two")
     assert [line["kind"] for line in lines(tmp_path / FILENAME)] == ["one"]
+
+
+def test_an_existing_log_is_made_private_on_open(tmp_path: Path) -> None:
+    """A conversation log left 0644 (an older version, a copy) is re-moded 0600 when opened."""
+    path = tmp_path / FILENAME
+    path.write_text("", encoding="utf-8")
+    path.chmod(0o644)
+    log = ConversationLog(str(tmp_path))
+    log.append("text", role="user", content="hello")
+    log.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_odd_unicode_stays_one_line_each(tmp_path: Path) -> None:
+    """Lone surrogates and Unicode line separators from the agent neither lose nor split a line."""
+    log = ConversationLog(str(tmp_path))
+    for content in ("half \ud800 a pair", "two\u2028lines\u2029here\x85", "plain"):
+        log.append("text", role="assistant", content=content)
+    log.close()
+    raw = (tmp_path / FILENAME).read_text(encoding="utf-8")
+    assert len(raw.splitlines()) == 3
+    assert [r["content"] for r in lines(tmp_path / FILENAME)] == [
+        "half \ud800 a pair", "two\u2028lines\u2029here\x85", "plain"]

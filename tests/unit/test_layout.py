@@ -135,25 +135,28 @@ MAY_IMPORT: dict[str, set[str]] = {
     "backoff": set(),
     "worker": set(),
     "boards": set(),  # data files and the words that spot them: nothing of ours
-    "config": {"boards", "events"},  # a board profile is merged before validation
+    # A board profile is merged before validation; at check time only (imported inside the
+    # rule) the argument checker and a trial encode of the settings.
+    "config": {"boards", "events", "functions", "protocol"},
     "protocol": {"config"},
     "audio": {"config"},
     "chimes": {"audio"},
     "uplink": {"events"},
     "mic": {"audio", "backoff", "uplink", "worker"},
     "speaker": {"audio", "backoff", "chimes", "config", "events", "worker"},
-    "router": {"protocol"},
-    "agent": {"events", "protocol"},
+    "router": {"audio", "protocol"},  # audio: the speaker's QueueFull
+    "agent": {"events", "protocol", "textsafe"},
     "turns": {"protocol"},
     "reconnect": {"backoff", "config"},
-    "connection": {"config", "events", "protocol", "reconnect", "router"},
-    "session": {"config", "connection", "events", "protocol", "reconnect", "router", "turns",
-                "uplink", "worker"},
+    "connection": {"config", "events", "protocol", "reconnect", "router", "textsafe"},
+    "session": {"config", "connection", "events", "protocol", "reconnect", "router", "textsafe",
+                "turns", "uplink", "worker"},
     "button": {"config"},
     "leds": {"config", "events", "worker"},  # the pixels' one animation thread
     "outputs": set(),
-    "functions": {"config", "events", "outputs"},  # outputs for typing only
+    "functions": {"config", "events", "outputs", "textsafe"},  # outputs for typing only
     "convlog": set(),
+    "textsafe": set(),
     "recorder": set(),
     "notify": set(),
     "journal": set(),

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from speakerd import protocol
-from speakerd.config import ACTIONS, AgentConfig, Config, parse_config
+from speakerd.config import ACTIONS, AgentConfig, Config, ConfigError, parse_config
 from speakerd.protocol import Dialect, ProtocolError
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "protocol"
@@ -243,20 +243,25 @@ def test_passthrough_merge_leaves_the_config_untouched() -> None:
     assert cfg.agent.settings_passthrough == passthrough
 
 
-def test_passthrough_dates_are_sent_as_text() -> None:
-    """A YAML date in the pass-through is sent as its ISO text instead of failing."""
-    cfg = _cfg(settings_passthrough={"agent": {"note": datetime.date(2025, 1, 31)}})
-    assert json.loads(protocol.encode_settings(cfg, Dialect.V1))["agent"]["note"] == "2025-01-31"
+def test_passthrough_that_is_not_json_data_is_refused_by_the_config() -> None:
+    """A date, a set or NaN in the pass-through is a config error, not a failure at the first press."""
+    for bad in (datetime.date(2025, 1, 31), {1, 2}, float("nan")):
+        with pytest.raises(ConfigError) as info:
+            _cfg(settings_passthrough={"agent": {"note": bad}})
+        assert info.value.problems[0].startswith("agent.settings_passthrough.agent.note: ")
 
 
 def test_unencodable_passthrough_is_a_value_error_without_the_values() -> None:
-    """Non-JSON pass-through values fail with ValueError that does not echo the settings."""
-    cfg = _cfg(settings_passthrough={"agent": {"bad": {1, 2}}},
-               think={"endpoint_url": "https://x.invalid", "endpoint_headers": {"k": "hidden"}})
+    """Non-JSON pass-through values that bypassed the config fail with ValueError that does not
+    echo the settings."""
+    base = _cfg(think={"endpoint_url": "https://x.invalid", "endpoint_headers": {"k": "hidden"}})
+    cfg = dataclasses.replace(base, agent=dataclasses.replace(
+        base.agent, settings_passthrough={"agent": {"bad": {1, 2}}}))
     with pytest.raises(ValueError) as info:
         protocol.encode_settings(cfg, Dialect.V1)
     assert "hidden" not in str(info.value) and "Settings" in str(info.value)
-    nan = _cfg(settings_passthrough={"agent": {"x": float("nan")}})
+    nan = dataclasses.replace(base, agent=dataclasses.replace(
+        base.agent, settings_passthrough={"agent": {"x": float("nan")}}))
     with pytest.raises(ValueError):
         protocol.encode_settings(nan, Dialect.EARLY_ACCESS)
 

@@ -42,6 +42,7 @@ class FakeLink:
         self.texts: list[dict[str, Any]] = []
         self.closed = False
         self.started = False
+        self.failed: list[str] = []
 
     def start(self) -> FakeLink:
         self.started = True
@@ -56,6 +57,9 @@ class FakeLink:
     def close(self) -> None:
         self.closed = True
 
+    def fail(self, reason: str) -> None:
+        self.failed.append(reason)
+
 
 class Recorder:
     """Records every call made on it, in order, across the fakes."""
@@ -65,7 +69,7 @@ class Recorder:
         self.playing = False
 
     def __getattr__(self, attr: str) -> Any:
-        def call(*args: Any) -> Any:
+        def call(*args: Any, **keywords: Any) -> Any:  # keywords (a call's request) not recorded
             self._log.append((self._name, attr, *map(str, args)))
             return 1
         return call
@@ -516,6 +520,54 @@ def test_a_press_while_the_agent_thinks_drops_the_reply_it_was_about_to_give() -
     rig.server(p.ConversationText("user", "what is the weather"))
     rig.server(p.ConversationText("assistant", "sunny"))
     assert ("speaker", "begin_reply") in rig.calls
+
+
+def test_settings_that_cannot_be_encoded_show_an_error_and_the_session_lives_on() -> None:
+    """A pass-through that slipped past the config check is an error state with a reason, not a
+    dead session thread; the next press tries again."""
+    base = Config()
+    cfg = dataclasses.replace(base, agent=dataclasses.replace(
+        base.agent, settings_passthrough={"x": {1, 2}}))
+    rig = make_rig(cfg)
+    rig.send(ButtonPressed(rig.clock()))
+    assert rig.session.state == State.ERROR
+    assert rig.session.last_error.startswith("cannot send the settings: ")
+    assert rig.links == []
+    rig.advance(10)
+    assert rig.session.state == State.IDLE
+
+
+def test_a_flood_of_agent_events_drops_the_link_not_a_button_edge() -> None:
+    """Past the inbox's cap the agent's events are refused and its link failed; presses still land."""
+    from speakerd.session import MAX_QUEUED_AGENT_EVENTS
+
+    rig = make_rig()
+    rig.send(ButtonPressed(rig.clock()))
+    rig.ready()
+    for _ in range(MAX_QUEUED_AGENT_EVENTS + 50):
+        rig.session.post(AgentEventReceived(rig.link, p.AgentThinking("x"), rig.clock()))
+    rig.session.post(ButtonReleased(rig.clock()))
+    assert rig.session.inbox_peak == MAX_QUEUED_AGENT_EVENTS
+    assert rig.link.failed and "faster than they can be handled" in rig.link.failed[0]
+    queued = []
+    while not rig.session._inbox.empty():
+        queued.append(rig.session._inbox.get_nowait())
+    assert isinstance(queued[-1], ButtonReleased)
+    assert len(queued) == MAX_QUEUED_AGENT_EVENTS + 1
+
+
+def test_the_context_carried_to_the_next_link_is_bounded() -> None:
+    """Fifty 1 MiB transcripts become a context bounded per line and in total."""
+    from speakerd.connection import MAX_CONTEXT, MAX_CONTEXT_ITEM, MAX_CONTEXT_TOTAL
+
+    rig = make_rig()
+    rig.send(ButtonPressed(rig.clock()))
+    rig.ready()
+    for i in range(60):
+        rig.server(p.ConversationText("user" if i % 2 else "assistant", "x" * (1 << 20)))
+    lines, chars = rig.session._link.context_size()
+    assert lines <= MAX_CONTEXT and chars <= MAX_CONTEXT_TOTAL
+    assert chars == (MAX_CONTEXT_TOTAL // MAX_CONTEXT_ITEM) * MAX_CONTEXT_ITEM
 
 
 def _thinking(rig: Rig) -> None:
