@@ -188,6 +188,10 @@ class AgentLink:
     # --- the write side ------------------------------------------------------------------
 
     def _sslopt(self) -> dict[str, object]:
+        if not self.url.startswith("wss://"):
+            # Plain ws:// (loopback only) has no TLS: loading the system's CA store would cost
+            # 1.8 MB of memory for nothing.
+            return {}
         # Verification stays on; a CA file adds to the system's trust store (e.g. a local test
         # server's certificate), it does not replace it.
         context = ssl.create_default_context()
