@@ -3,7 +3,8 @@
 Full duplex: a long agent reply sent at real time in 100 ms frames while the microphone streams,
 CPU (all threads, /proc/pid/task/*/stat) over seconds 15-45 of the reply. Connected idle: half
 duplex, nobody talking, the socket kept open (silence or KeepAlive flowing). Not connected: the
-daemon serving with no socket. Optionally py-spy records the window (--profile DIR).
+daemon serving with no socket. Optionally py-spy records the windows (scripts/bench --profile
+DIR: raw folded stacks per thread, py-spy's --threads --nonblocking, so the daemon is not paused).
 """
 
 from __future__ import annotations
@@ -28,11 +29,6 @@ def now() -> float:
 
 def pause(seconds: float) -> None:
     threading.Event().wait(seconds)
-
-
-def proc_cpu(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def task_cpu(pid: int, names: dict[str, str]) -> dict[str, float]:

@@ -71,6 +71,7 @@ class Mic:
         # The uplink frame being assembled, period by period; its capacity is reserved once.
         self._frame = bytearray(self._frame_bytes)
         self._frame_len = 0
+        self._frame_live = False  # its last period is the microphone's (not silence)
         # Frames ready for the sink, in order (mic thread only; see _send()).
         self._outgoing: collections.deque[bytes] = collections.deque()
         self._overflow = Throttle(5.0, clock)
@@ -179,9 +180,12 @@ class Mic:
             if self._mode is UplinkMode.OFF:
                 self._frame_len = 0
                 return
+            if not live:
+                self._send_last_words()
             end = self._frame_len + len(raw)
             self._frame[self._frame_len:end] = raw if live else self._silence
             self._frame_len = end
+            self._frame_live = live
             streaming = self._mode is UplinkMode.STREAM
             if end < self._frame_bytes and not (
                     streaming and ((self._first_pending and live) or self._buffer)):
@@ -259,7 +263,19 @@ class Mic:
             self._recent.append(raw)
             self._handle(raw, gate)
         with self._lock:
+            if not self._gate:
+                self._send_last_words()
             self._gate_seen = self._gate
+
+    def _send_last_words(self) -> None:
+        """Under the lock, streaming, the gate just shut (a release): the frame holding the
+        user's last words leaves now, short, rather than after up to a frame of silence; what
+        the caller sends once the mic has seen the release then follows them on the wire."""
+        if self._frame_live and self._frame_len and self._mode is UplinkMode.STREAM:
+            self._outgoing.append(bytes(memoryview(self._frame)[:self._frame_len]))
+            self._frame_len = 0
+            self.frames_sent += 1
+        self._frame_live = False
 
     def _note_first_send(self) -> None:
         if self._first_pending:

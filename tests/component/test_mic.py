@@ -373,3 +373,31 @@ def test_connect_buffer_holds_frames_and_flushes_a_partial_one(
         done.release()
     finally:
         stop_mic(mic, sources)
+
+
+def test_a_release_sends_the_last_words_at_once(alsa_files: AlsaFiles,
+                                                sources: list[SteeredSource]) -> None:
+    """The gate shutting mid-frame sends that frame short, live periods and all, instead of
+    completing it with silence first."""
+    frames = frames_of(ramp(320 * 30))
+    alsa_files.set_mic(b"".join(frames), pad_seconds=0)
+    up = Uplink()
+    release, done = Hold(), Hold()
+    mic = Mic(opener(alsa_files, sources, 30, holds={10: release, 30: done}), FMT, up,
+              frame_periods=4)
+    mic.set_gate(True)
+    mic.set_uplink(UplinkMode.STREAM)
+    mic.start()
+    try:
+        release.wait()  # reads 0..9 done: one period alone (the turn's first), two frames, two more
+        mic.set_gate(False)
+        release.release()
+        done.wait()
+        sent = up.snapshot()
+        assert sent[:3] == [frames[0], b"".join(frames[1:5]), b"".join(frames[5:9])]
+        # Period 9 was live; read 10 came after the release: the frame left with period 9 only.
+        assert sent[3] == frames[9]
+        assert all(x == SILENCE * 4 for x in sent[4:])
+        done.release()
+    finally:
+        stop_mic(mic, sources)
