@@ -394,6 +394,37 @@ def bench_rx_write(pa: PulseServer, emu: Emulator, tmp: Path, seconds: float) ->
     return out
 
 
+RELEASE_END_OF_SPEECH = 0.6  # the emulator's default end-of-speech: Nova's wait for silence
+
+
+def bench_release(pa: PulseServer, emu: Emulator, tmp: Path, n: int, flux: bool) -> list[float]:
+    """Hold mode: the release edge → PlaybackStarted of the reply, in ms. Flux: the release's
+    ForceEndTurn ends the turn; Nova: the agent waits for its end of speech."""
+    emu.options.reply_seconds = 0.3
+    emu.options.end_of_speech = RELEASE_END_OF_SPEECH
+    listen = {} if flux else {"listen": {"version": "v1", "model": "nova-3"}}
+    rig = Rig(pa, emu, tmp / f"release-{flux}", agent={"url": emu.url("v1"), **listen},
+              session={"idle_timeout": 120.0}).start()
+    out: list[float] = []
+    speech = tone(0.8)
+    try:
+        for _ in range(n):
+            k = len(rig.obs.states)
+            rig.edge(True)
+            rig.wait_state(State.LISTENING, k)
+            rig.speak(speech)  # returns once pacat has played it all into the mic
+            n_started = len(rig.obs.started)
+            t = rig.edge(False)
+            expect(lambda n_started=n_started: len(rig.obs.started) > n_started, WAIT,  # noqa: B023
+                   "the reply to start")
+            out.append((rig.obs.started[-1].t - t) * 1000)
+            rig.wait_state(State.IDLE, len(rig.obs.states))
+    finally:
+        rig.stop()
+        emu.options.end_of_speech = 0.25
+    return out
+
+
 def bench_stop(pa: PulseServer, emu: Emulator, tmp: Path, n: int) -> list[float]:
     """Daemon.stop() while a long reply plays, in ms: what run() does once SIGTERM arrives."""
     emu.options.reply_seconds = 8.0
@@ -543,6 +574,9 @@ def main() -> int:
             sec = cpu.run_section(pa, emu, tmp, Rig(pa, emu, tmp / "cpu").raw, KEY, tone(0.4),
                                   quick=args.quick, profile=args.profile,
                                   say=lambda line: print(line, file=sys.stderr, flush=True))
+            print("release to first audio, Flux and Nova ...", file=sys.stderr, flush=True)
+            rel_flux = bench_release(pa, emu, tmp, trials, flux=True)
+            rel_nova = bench_release(pa, emu, tmp, trials, flux=False)
             print("stop mid-reply ...", file=sys.stderr, flush=True)
             stop = bench_stop(pa, emu, tmp, 3 if args.quick else 5)
             print("idle mic resume ...", file=sys.stderr, flush=True)
@@ -578,6 +612,16 @@ def main() -> int:
         row("agent audio rx → ALSA write", f"p50 {pct(rx, 50):.1f} / p95 {pct(rx, 95):.1f} ms (n={len(rx)})",
             "p95 ≤ 5 ms", pct(rx, 95) <= 5,
             "router.audio wrapper time → sink.write() call carrying the chunk's first byte, pace 1.0")
+    release_how = ("hold mode: pin edge (drive_high) → PlaybackStarted of the reply; a 0.8 s tone, "
+                   "released as pacat ends; emulator reply_latency 0.05 s")
+    row("release → first agent audio, Flux + ForceEndTurn", dist(rel_flux), "-", None,
+        f"{release_how}; listen flux-general-en, eot_threshold 1.0: the release ends the turn")
+    row("release → first agent audio, Nova", dist(rel_nova), "-", None,
+        f"{release_how}; listen nova-3: the agent waits for {RELEASE_END_OF_SPEECH:.1f} s of "
+        "silence (the emulator's end of speech)")
+    row("  end-of-turn wait gone with Flux", f"{pct(rel_nova, 50) - pct(rel_flux, 50):.0f} ms at "
+        "p50", f"≈ {RELEASE_END_OF_SPEECH * 1000:.0f} ms", None,
+        "p50 of Nova minus p50 of Flux, same rig and emulator")
     row("idle mic: press → first frame", dist(resume), "≤ 250 ms", pct(resume, 95) <= 250,
         "Mic alone on the pulse PCM, paused with no socket: set_gate + set_uplink(stream) → first send()")
     row("stop mid-reply", dist(stop), "≤ 2000 ms", max(stop) <= 2000,

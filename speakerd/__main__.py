@@ -8,7 +8,17 @@ import os
 import sys
 from typing import Any
 
-from .config import DEFAULT_PATH, EX_CONFIG, ConfigError, load_api_key, load_config
+from .config import (
+    DEFAULT_PATH,
+    EX_CONFIG,
+    SPEAK_CREDENTIAL,
+    THINK_CREDENTIAL,
+    ConfigError,
+    load_api_key,
+    load_config,
+    load_provider_secrets,
+    needs_aws,
+)
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -19,6 +29,9 @@ def _check_config(args: argparse.Namespace) -> int:
                 # Checked here too (a second line would inject a header), if we may read it:
                 # the service reads it as root's copy, which a user's check cannot.
                 load_api_key(cfg.agent, environ={})
+            # The credentials files are checked where they can be read; the service's systemd
+            # credentials are not visible from here, so missing AWS keys are only a note.
+            secrets = load_provider_secrets(cfg.agent, require=False)
         except (ValueError, RecursionError, OSError) as exc:  # a reader bug is still a bad file
             raise ConfigError([f"{args.path}: cannot read: {type(exc).__name__}"]) from None
     except ConfigError as exc:
@@ -26,6 +39,11 @@ def _check_config(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         print(f"{args.path}: {len(exc.problems)} problem(s)", file=sys.stderr)
         return EX_CONFIG
+    for section, credential in (("think", THINK_CREDENTIAL), ("speak", SPEAK_CREDENTIAL)):
+        provider = getattr(cfg.agent, section).provider
+        if needs_aws(provider) and getattr(secrets, section).aws is None:
+            print(f"note: agent.{section}.credentials_file: {provider} needs AWS credentials; "
+                  f"none readable here (the service reads the systemd credential {credential})")
     print(f"{args.path}: ok")
     return 0
 
@@ -125,7 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run the daemon until SIGTERM/SIGINT; SIGHUP reloads the config. "
                                    "Exit codes: 0 after a signal, 1 after a crash, 78 for a bad config. "
                                    "The API key comes from DEEPGRAM_API_KEY, the systemd credential "
-                                   "deepgram_api_key, or agent.api_key_file.")
+                                   "deepgram_api_key, or agent.api_key_file; a provider's secrets "
+                                   "from the systemd credentials think_credentials and "
+                                   "speak_credentials, or agent.think/speak.credentials_file.")
     p.add_argument("--config", default=DEFAULT_PATH, help=f"the YAML config (default {DEFAULT_PATH})")
     p.set_defaults(func=_run)
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from . import protocol
-from .config import Config
+from .config import Config, ProviderSecrets, is_flux
 from .events import FunctionFinished
 from .reconnect import Reconnect
 from .router import Router
@@ -52,8 +52,9 @@ class Connection:
 
     def __init__(self, cfg: Config, connect: Callable[[str], Link], router: Router,
                  reconnect: Reconnect, clock: Callable[[], float], runner: Runner | None = None,
-                 convlog: Log | None = None) -> None:
+                 convlog: Log | None = None, secrets: ProviderSecrets | None = None) -> None:
         self._cfg = cfg
+        self._secrets = secrets or ProviderSecrets()
         self._connect = connect
         self._router = router
         self.reconnect = reconnect
@@ -69,6 +70,13 @@ class Connection:
         self._conversation_id: str | None = None
         self._owed: dict[str, str] = {}  # client-side calls of this link still owed an answer
         self._requests = 0  # FunctionCallRequests seen: the runner bounds calls per request
+        # Per link: the config its listen settings came from, whether it takes ForceEndTurn
+        # (Flux, until the server says otherwise), and an UpdateListen waiting for its
+        # SettingsApplied.
+        self._listen_cfg = cfg
+        self._force_end_turn = False
+        self._refusal_logged = False
+        self._update_listen: str | None = None
 
     # --- the link ----------------------------------------------------------------------
 
@@ -84,15 +92,17 @@ class Connection:
         if self._context and cfg.agent.greeting:
             # Carrying on after a drop: the agent must not greet the user again mid-conversation.
             cfg = dataclasses.replace(cfg, agent=dataclasses.replace(cfg.agent, greeting=""))
+        dialect = protocol.Dialect(cfg.agent.dialect)
         try:
-            settings = protocol.encode_settings(cfg, protocol.Dialect(cfg.agent.dialect),
-                                                tuple(self._context))
+            settings = protocol.encode_settings(cfg, dialect, tuple(self._context), self._secrets)
         except (ValueError, TypeError, RecursionError) as exc:
             reason = f"cannot send the settings: {str(exc).splitlines()[0][:160]}"
             log.error("%s", reason)
             return reason
         link = self._connect(settings)
         self.link, self.ready, self._up_at = link, False, None
+        self._listen_cfg, self._update_listen, self._refusal_logged = cfg, None, False
+        self._force_end_turn = dialect is protocol.Dialect.V1 and is_flux(cfg)
         self.deadline = self._clock() + cfg.agent.connect_timeout + cfg.session.reply_timeout
         # The router must know the link before its threads run: a fast server's first frames
         # (a greeting, a reply's first audio) would otherwise fail the "is this my link" check.
@@ -115,7 +125,45 @@ class Connection:
     def applied(self) -> float | None:
         """SettingsApplied: the link is ready; returns how long the outage before it lasted."""
         self.ready = True
+        if self._update_listen is not None and self.link is not None:
+            self.link.send_text(self._update_listen)
+            self._update_listen = None
         return self.reconnect.connected()
+
+    # --- turn-taking -------------------------------------------------------------------
+
+    def end_turn(self) -> None:
+        """The user handed the turn over (a release): end it now on a link that can.
+
+        ForceEndTurn goes into the link's outbox after the mic frames already queued, so the
+        server ends the turn on all of its audio. Without Flux nothing is sent: the agent's own
+        end-of-speech detection ends the turn.
+        """
+        if self.link is not None and self.ready and self._force_end_turn:
+            self.link.send_text(protocol.encode_force_end_turn())
+
+    def force_end_turn_refused(self) -> bool:
+        """The server answered FORCE_END_TURN_UNSUPPORTED: stop sending it on this link.
+        True the first time for the link (so it is logged once per link, not per turn)."""
+        self._force_end_turn = False
+        first, self._refusal_logged = not self._refusal_logged, True
+        return first
+
+    def listen_changed(self, cfg: Config) -> None:
+        """A reload changed only agent.listen: later links use it, the live one is updated."""
+        self._cfg = cfg
+        if self.link is None:
+            return
+        update = protocol.encode_update_listen(self._listen_cfg, cfg)
+        if update is None:
+            # The daemon sends only changes an update can carry; this one waits for a new link.
+            log.warning("the new listen settings need a new connection; they apply from the next")
+            return
+        self._listen_cfg = cfg
+        if self.ready:
+            self.link.send_text(update)
+        else:
+            self._update_listen = update  # after SettingsApplied, like any other message
 
     def forget(self) -> None:
         """The link is gone (or going): stop routing to it and drop what it was owed."""

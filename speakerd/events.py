@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # typing only: this module imports nothing of ours at run time
+    from .config import Config
     from .protocol import ServerEvent
 
 
@@ -128,6 +129,14 @@ class FunctionFinished:
     end_conversation: bool = False
 
 
+# --- the config -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ListenChanged:
+    """A reload changed only the agent's listen settings: a live link is re-tuned, not closed."""
+    cfg: Config
+
+
 Event = (ButtonPressed | ButtonReleased | UplinkStarted | DeviceChanged | AgentConnected
          | AgentDisconnected | AgentEventReceived | PlaybackStarted | PlaybackDrained
-         | PlaybackInterrupted | FunctionFinished)
+         | PlaybackInterrupted | FunctionFinished | ListenChanged)

@@ -126,6 +126,11 @@ class Mic:
                 # The turn's first byte is the first frame sent (or buffered) from now on.
                 self._first_pending = True
             self._mode = mode
+            if mode is UplinkMode.STREAM:
+                # Flush now, not at the next period: a message the caller sends after this
+                # returns (ForceEndTurn) must follow the buffered words on the wire, the frame
+                # being assembled included.
+                self._flush_buffer(partial=True)
         # After the change, not before: a mic thread going idle re-checks the state once woken.
         self._wake.set()
 
@@ -205,12 +210,9 @@ class Mic:
                 self._buffer.append(frame)
                 return
             # Streaming: what was buffered goes first, so the server hears the press edge onward
-            # in order; _send() hands them over before the thread next blocks.
+            # in order; _send() hands the frame over before the thread next blocks.
             if self._buffer:
-                self._note_first_send()
-                while self._buffer:
-                    self._outgoing.append(self._buffer.popleft())
-                    self.frames_sent += 1
+                self._flush_buffer()
             self._note_first_send()
             self._outgoing.append(frame)
             self.frames_sent += 1
@@ -219,11 +221,13 @@ class Mic:
         """Hand the frames ready to go to the sink; called just before the thread blocks.
 
         Sending wakes the socket's thread, which then needs the interpreter lock: handed over
-        as this thread goes to sleep, it gets it at once instead of waking twice. Only this
-        thread appends and sends, so the order holds without the lock.
+        as this thread goes to sleep, it gets it at once instead of waking twice. Under the lock,
+        as a command may flush too (send() only enqueues, so holding it is cheap).
         """
-        while self._outgoing:
-            self._sink.uplink(self._outgoing.popleft())
+        if self._outgoing:
+            with self._lock:
+                while self._outgoing:
+                    self._sink.uplink(self._outgoing.popleft())
 
     def _periods_due(self) -> int:
         """Periods to read before the next frame leaves (one when it should leave at once)."""
@@ -276,6 +280,22 @@ class Mic:
             self._frame_len = 0
             self.frames_sent += 1
         self._frame_live = False
+
+    def _flush_buffer(self, partial: bool = False) -> None:
+        """Send the frames ready, then what the connect buffer holds, in order (and, if asked,
+        the frame being assembled); the caller holds the lock. send() only enqueues."""
+        while self._outgoing:
+            self._sink.uplink(self._outgoing.popleft())
+        if self._buffer:
+            self._note_first_send()
+            while self._buffer:
+                self._sink.uplink(self._buffer.popleft())
+                self.frames_sent += 1
+        if partial and self._frame_len:
+            self._note_first_send()
+            self._sink.uplink(bytes(memoryview(self._frame)[:self._frame_len]))
+            self._frame_len = 0
+            self.frames_sent += 1
 
     def _note_first_send(self) -> None:
         if self._first_pending:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from . import protocol
-from .config import Config
+from .config import Config, ProviderSecrets
 from .connection import Connection, Link, Log, Runner
 from .events import (
     AgentConnected,
@@ -23,6 +23,7 @@ from .events import (
     DeviceChanged,
     Event,
     FunctionFinished,
+    ListenChanged,
     PlaybackDrained,
     PlaybackInterrupted,
     PlaybackStarted,
@@ -100,6 +101,7 @@ class Session:
     clock: Callable[[], float] = time.monotonic
     rng: Callable[[], float] = random.random
     watchdog_interval: float | None = None
+    secrets: ProviderSecrets | None = None  # the providers' secrets the settings carry
 
     state: State = State.IDLE
     last_error: str = ""
@@ -115,7 +117,7 @@ class Session:
         self._worker = Worker("session", self._run)
         self._link = Connection(self.cfg, self.connect, self.router,
                                 Reconnect(self.cfg.session, self.clock, self.rng), self.clock,
-                                runner=self.runner, convlog=self.convlog)
+                                runner=self.runner, convlog=self.convlog, secrets=self.secrets)
         self._reconnect = self._link.reconnect
         self._turns = TurnLog(self.clock)
         self._held = False              # hold mode: the button is down
@@ -236,6 +238,9 @@ class Session:
             case FunctionFinished():
                 if self._link.answer(event) and event.end_conversation:
                     self._hangup_after_reply = True
+            case ListenChanged(cfg=cfg):
+                self.cfg = cfg
+                self._link.listen_changed(cfg)
             case _:
                 log.warning("ignored an unknown event %s", type(event).__name__)
 
@@ -292,6 +297,11 @@ class Session:
         elif self.state is State.LISTENING:
             self._set_state(State.THINKING)
         self._apply_audio()
+        if self.state is not State.CONNECTING:
+            # After the gate shut: every frame of the turn is in the link's outbox before it.
+            # Whatever the state (a late reply to the last turn may be sounding), the release
+            # ends the user's turn; with none in progress the server ignores it.
+            self._link.end_turn()
 
     # --- the connection ------------------------------------------------------------------
 
@@ -311,15 +321,20 @@ class Session:
         outage = self._link.applied()
         if outage is not None:
             log.info("reconnected after %.1f s", outage)
+        handed_over = False
         if self.state in (State.CONNECTING, State.OFFLINE):
             if self._held or (self._conversation and not self._handing_over):
                 self._set_state(State.LISTENING)
             elif self._handing_over:
                 self._handing_over = False
                 self._set_state(State.THINKING)
+                handed_over = True
             else:
                 self._set_state(State.IDLE)
         self._apply_audio()
+        if handed_over:
+            # Streaming now flushed the connect buffer into the outbox: the turn's audio first.
+            self._link.end_turn()
 
     def _on_link_down(self, event: AgentDisconnected) -> None:
         was_ready = self.connected
@@ -388,6 +403,11 @@ class Session:
             case protocol.AgentError(code=code, description=description):
                 log.error("agent error %s: %s", shown(code) or "(no code)", shown(description, 300))
                 self._fail(f"agent error {shown(code, 60)}: {shown(description, 120)}".strip())
+            case protocol.AgentWarning(code=protocol.FORCE_END_TURN_UNSUPPORTED):
+                if self._link.force_end_turn_refused():  # once per link, not once per turn
+                    log.warning("the agent does not take ForceEndTurn on this connection (its "
+                                "listen provider is not Flux): its own end-of-speech detection "
+                                "ends each turn")
             case protocol.AgentWarning(code=code, description=description):
                 log.warning("agent warning %s: %s", shown(code) or "(no code)",
                             shown(description, 300))
@@ -651,6 +671,9 @@ class Session:
         # Each state's own timeout starts afresh (the error hold is set by _fail()).
         self._deadline = self.clock() + self.cfg.session.reply_timeout if state is State.THINKING \
             else None
+        # The microphone follows first, so what the LEDs say is already true: listening means
+        # the gate is open, speaking that it is shut (half duplex).
+        self._apply_audio()
         self._show(state)
 
     def _show(self, state: State) -> None:

@@ -1,7 +1,25 @@
 """The configuration: the schema (one frozen dataclass per YAML section), the loader that checks
-every key and names each problem `section.key: message`, the cross-key rules, and the API key.
+every key and names each problem `section.key: message`, the cross-key rules, the API key and
+the providers' secrets.
 """
 
+from .agent import (
+    FLUX_LANGUAGES,
+    FLUX_MODELS,
+    SPEAK_PROVIDERS,
+    THINK_PROVIDERS,
+    is_flux,
+    resolved_listen,
+    turn_taking,
+)
+from .credentials import (
+    AwsCredentials,
+    ProviderSecret,
+    ProviderSecrets,
+    check_provider_secrets,
+    load_provider_secrets,
+    needs_aws,
+)
 from .loader import config_to_dict, load_config, parse_config
 from .schema import (
     ACTIONS,
@@ -13,10 +31,12 @@ from .schema import (
     EFFECTS,
     EX_CONFIG,
     PIXEL_EFFECTS,
+    SPEAK_CREDENTIAL,
     SPI0_CLOCK,
     SPI0_MOSI,
     SPI0_SELECT,
     STATES,
+    THINK_CREDENTIAL,
     ActionConfig,
     AgentConfig,
     AudioConfig,
@@ -46,9 +66,11 @@ __all__ = [
     "AudioConfig",
     "AudioInputConfig",
     "AudioOutputConfig",
+    "AwsCredentials",
     "ButtonConfig",
     "ChimeConfig",
     "ChimesConfig",
+    "check_provider_secrets",
     "COLOR_ORDERS",
     "Config",
     "config_to_dict",
@@ -60,20 +82,33 @@ __all__ = [
     "EFFECTS",
     "EndpointConfig",
     "EX_CONFIG",
+    "FLUX_LANGUAGES",
+    "FLUX_MODELS",
     "FunctionConfig",
+    "is_flux",
     "LedConfig",
     "ListenConfig",
     "load_api_key",
     "load_config",
+    "load_provider_secrets",
     "LogConfig",
+    "needs_aws",
     "parse_config",
     "Pattern",
+    "ProviderSecret",
+    "ProviderSecrets",
+    "resolved_listen",
     "PIXEL_EFFECTS",
     "SessionConfig",
+    "SPEAK_CREDENTIAL",
+    "SPEAK_PROVIDERS",
     "SpeakConfig",
     "SPI0_CLOCK",
     "SPI0_MOSI",
     "SPI0_SELECT",
     "STATES",
+    "THINK_CREDENTIAL",
+    "THINK_PROVIDERS",
     "ThinkConfig",
+    "turn_taking",
 ]

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .. import boards
+from .agent import check_agent
 from .schema import PIXEL_EFFECTS, SPI0_CLOCK, SPI0_MOSI, SPI0_SELECT, Config, LedConfig
 
 Problem = Callable[[str, str], None]  # (path, message): report one problem
@@ -31,6 +32,7 @@ def cross_checks(cfg: Config, problem: Problem, has: Reported) -> None:
     _pins(cfg, problem, has)
     _pixels(cfg, problem)
     _functions(cfg, problem)
+    _agent(cfg, problem)
     _trusted_url(cfg, problem)
     _function_trust(cfg, problem)
     _data_only(cfg, problem, has)
@@ -161,6 +163,11 @@ def _functions(cfg: Config, problem: Problem) -> None:
             problem(f"{path}.action.min", "must not exceed action.max")
 
 
+def _agent(cfg: Config, problem: Problem) -> None:
+    """The listen, think and speak providers: offered by the dialect, each with what it needs."""
+    check_agent(cfg, problem)
+
+
 # --- trust: what the network and the agent may do with what the config says --------------------
 
 # Headers: an RFC 9110 token for the name; no control character (a CR or LF would end the
@@ -226,6 +233,7 @@ def _function_trust(cfg: Config, problem: Problem) -> None:
     from ..functions.arguments import placeholder_problems, schema_problems
 
     _headers(cfg.agent.think.endpoint_headers, "agent.think.endpoint_headers", problem)
+    _headers(cfg.agent.speak.endpoint_headers, "agent.speak.endpoint_headers", problem)
     for i, fn in enumerate(cfg.functions):
         path = f"functions[{i}]"
         if isinstance(fn.parameters, Mapping):

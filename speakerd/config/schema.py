@@ -14,6 +14,9 @@ DEFAULT_PATH = "/etc/speakerd/speakerd.yaml"
 EX_CONFIG = 78
 STATES = tuple(State)
 CREDENTIAL_NAME = "deepgram_api_key"
+# The systemd credentials holding each provider section's secrets (config.credentials).
+THINK_CREDENTIAL = "think_credentials"
+SPEAK_CREDENTIAL = "speak_credentials"
 
 
 class ConfigError(Exception):
@@ -38,10 +41,17 @@ def _opt(default: Any, *, choices: tuple[str, ...] | None = None, min: float | N
 
 @dataclass(frozen=True)
 class ListenConfig:
-    """Speech-to-text settings sent to the agent."""
-    model: str = "nova-3"
+    """Speech-to-text settings sent to the agent: Nova (version v1) or Flux (version v2); auto
+    and an empty model are resolved from the dialect and agent.language (config.agent)."""
+    version: str = _opt("auto", choices=("auto", "v1", "v2"))
+    model: str = ""
     keyterms: tuple[str, ...] = ()
-    smart_format: bool = False
+    smart_format: bool = False  # Nova only
+    # Flux only. None: the default of the button mode (see config.agent.turn_taking).
+    language_hints: tuple[str, ...] = ()
+    eot_threshold: float | None = _opt(None, min=0.5, max=1.0)
+    eager_eot_threshold: float | None = _opt(None, min=0.3, max=0.9)
+    eot_timeout_ms: int | None = _opt(None, min=500, max=60000)
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,9 @@ class ThinkConfig:
     temperature: float | None = _opt(None, min=0, max=2)
     endpoint_url: str = ""
     endpoint_headers: Mapping[str, str] = _opt({})
+    # Secret headers and AWS keys: read from the systemd credential THINK_CREDENTIAL or this
+    # root-only file, never from the YAML (config.credentials).
+    credentials_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -62,6 +75,10 @@ class SpeakConfig:
     provider: str = "deepgram"
     model: str = "aura-2-thalia-en"
     voice_id: str = ""
+    language: str = ""
+    endpoint_url: str = ""
+    endpoint_headers: Mapping[str, str] = _opt({})
+    credentials_file: str = ""
 
 
 @dataclass(frozen=True)

@@ -72,8 +72,12 @@ def _parser() -> argparse.ArgumentParser:
                         "late, after the next user turn's EndOfThought, as on the real server)")
     p.add_argument("--duplicate-user-started-speaking", action="store_true",
                    help="send UserStartedSpeaking twice at each speech onset")
+    p.add_argument("--no-flux-turns", action="store_true",
+                   help="take Flux settings but end turns by end-of-speech and answer "
+                        "ForceEndTurn with FORCE_END_TURN_UNSUPPORTED")
     p.add_argument("--lenient-keys", action="store_true",
-                   help="accept settings keys the real server rejects as mis-placed")
+                   help="accept unknown fields in client messages (the real server refuses "
+                        "them)")
     p.add_argument("--call", action="append", default=[], metavar="NAME=JSON",
                    help="call this client function at the next user turn, e.g. "
                         "'set_volume={\"level\": 3}' (repeatable, in order)")
@@ -115,7 +119,7 @@ def _options(args: argparse.Namespace) -> EmulatorOptions:
         history=not args.no_history, slip_frames=args.slip_frames,
         audio_done_after_interrupt=not args.no_audio_done_after_interrupt,
         duplicate_user_started_speaking=args.duplicate_user_started_speaking,
-        strict_keys=not args.lenient_keys,
+        strict_keys=not args.lenient_keys, flux_turns=not args.no_flux_turns,
         record=False,  # a long-running server must not keep every uplink byte
         refuse_status=args.refuse_status, settings_delay=args.settings_delay,
         drop_mid_reply=args.drop_mid_reply, stall_mid_reply=args.stall_mid_reply,

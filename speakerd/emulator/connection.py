@@ -22,16 +22,21 @@ from .wire import (
     UPDATE_ACKS,
     V1,
     ClientMessageError,
+    Listening,
     Negotiated,
     check_message,
     error,
     function_response_id,
     is_known_type,
+    listening_of,
     parse_json,
     validate_settings,
     warning,
     welcome,
 )
+
+FORCE_END_TURN_UNSUPPORTED_TEXT = ("ForceEndTurn requires a Deepgram V2 (Flux) listen provider. "
+                                   "The current turn was not ended.")
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +64,7 @@ class EmulatedSession:
         self.replies: list[ReplyRecord] = self._link.replies
         self._json_in: list[dict[str, Any]] = []  # guarded by the link's record lock
         self._detector: audio.SpeechDetector | None = None  # the receive thread's alone
+        self.listening = Listening()  # the turn-taking the settings (or an update) asked for
         self._last_client = time.monotonic()
         self._last_audio = self._last_client
 
@@ -150,10 +156,25 @@ class EmulatedSession:
                 link.fail(exc.code, exc.description)
                 break
 
-    @staticmethod
-    def _starved_after(options: EmulatorOptions) -> float:
+    def _flux_turns(self, options: EmulatorOptions) -> bool:
+        return self.listening.flux and options.flux_turns
+
+    def _end_of_turn(self, options: EmulatorOptions) -> float:
+        """Seconds of silence after speech that end a turn by the server's own detection.
+
+        Nova: the end-of-speech knob. Flux: the same as its model's detection, or its
+        eot_timeout_ms if shorter; with eot_threshold 1.0 the model ends no turn, and only the
+        timeout (or ForceEndTurn) does.
+        """
+        if not self._flux_turns(options):
+            return options.end_of_speech
+        if not self.listening.model_ends_turns:
+            return self.listening.eot_timeout
+        return min(options.end_of_speech, self.listening.eot_timeout)
+
+    def _starved_after(self, options: EmulatorOptions) -> float:
         """Wall time without any uplink audio that ends an utterance (the uplink stopped)."""
-        return max(2 * options.end_of_speech, 1.0)
+        return max(2 * self._end_of_turn(options), 1.0)
 
     def _on_quiet(self) -> None:
         """No client frame within the receive timeout: idle cut-off or a starved utterance."""
@@ -188,9 +209,10 @@ class EmulatedSession:
         link.emit(f"<- {kind}")
         log.debug("session %d received %s", self.number, kind)
         settings_type = SETTINGS_TYPE[self.dialect]
+        strict = self._host.options.strict_keys
         if self.negotiated is None:
             if kind == settings_type:
-                negotiated = validate_settings(self.dialect, msg, self._host.options.strict_keys)
+                negotiated = validate_settings(self.dialect, msg, strict)
                 self._apply_settings(msg, negotiated)
                 return
             if is_known_type(self.dialect, kind):
@@ -198,11 +220,15 @@ class EmulatedSession:
                     "NON_SETTINGS_MESSAGE_BEFORE_SETTINGS",
                     f"Received a {kind} message before the {settings_type} message.")
             raise ClientMessageError("UNPARSABLE_CLIENT_MESSAGE", UNPARSABLE_TEXT)
-        check_message(self.dialect, msg)
         if kind == settings_type:
             raise ClientMessageError("SETTINGS_ALREADY_APPLIED",
                                      "Settings can only be sent once per session.")
-        if kind in UPDATE_ACKS:
+        check_message(self.dialect, msg, strict)
+        if kind == "UpdateListen":
+            self._update_listen(msg["listen"]["provider"])
+        elif kind == "ForceEndTurn":
+            self._force_end_turn()
+        elif kind in UPDATE_ACKS:
             link.send_json({"type": UPDATE_ACKS[kind]})
         elif kind == "InjectUserMessage":
             # A typed turn barges in like a spoken one, without UserStartedSpeaking.
@@ -216,21 +242,42 @@ class EmulatedSession:
             if not self._engine.answer(call_id, content):
                 log.info("session %d: response for unknown function call %s ignored",
                          self.number, call_id)
-        elif kind == "ForceEndTurn" and self._detector is not None:
-            ended = self._detector.finish()
-            if ended is not None:
-                self._speech_ended(ended)
         # KeepAlive: no reply; like every frame it has reset the idle timer.
+
+    def _force_end_turn(self) -> None:
+        """End the user's turn at once (Flux only); no turn in progress: ignored, no reply."""
+        if not self._flux_turns(self._host.options):
+            self._link.send_json(warning("FORCE_END_TURN_UNSUPPORTED",
+                                         FORCE_END_TURN_UNSUPPORTED_TEXT))
+            return
+        ended = self._detector.finish() if self._detector is not None else None
+        if ended is not None:
+            self._link.emit("turn ended by ForceEndTurn")
+            self._speech_ended(ended)
+
+    def _update_listen(self, provider: dict[str, Any]) -> None:
+        """New tunables for the session's listen provider; its identity cannot change."""
+        now = self.listening
+        if (provider.get("version") == "v2") != now.flux or str(provider.get("model", "")) != (
+                now.model):
+            self._link.send_json(warning(
+                "UPDATE_LISTEN_UNSUPPORTED_FIELDS_CHANGED",
+                "UpdateListen cannot change the listen provider's type, version or model; "
+                "the listen settings are unchanged."))
+            return
+        self.listening = listening_of(provider, now)
+        self._link.send_json({"type": "ListenUpdated"})
 
     def _apply_settings(self, msg: dict[str, Any], negotiated: Negotiated) -> None:
         link, options = self._link, self._host.options
         self.settings = msg
         self.negotiated = negotiated
+        self.listening = negotiated.listening
         self._engine.negotiated = negotiated
         link.history_allowed = negotiated.history
         self._detector = audio.SpeechDetector(
             negotiated.input_encoding, negotiated.input_rate, options.speech_threshold,
-            options.end_of_speech)
+            self._end_of_turn(options))
         greeting = negotiated.greeting
         if greeting:
             # Observed on the real server: the greeting's text may precede SettingsApplied.
@@ -279,7 +326,7 @@ class EmulatedSession:
                                      else error(EA, "USER_AUDIO_FORMAT", text))
         det = self._detector
         det.threshold = options.speech_threshold
-        det.end_of_speech = options.end_of_speech
+        det.end_of_speech = self._end_of_turn(options)
         for event in det.feed(data):
             if isinstance(event, audio.SpeechStarted):
                 # One step under the send lock, so no reply frame beyond slip_frames can

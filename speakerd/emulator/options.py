@@ -33,7 +33,10 @@ class EmulatorOptions:
     audio_done_after_interrupt: bool = True
     # Send UserStartedSpeaking twice at each speech onset, as the real server sometimes does.
     duplicate_user_started_speaking: bool = False
-    strict_keys: bool = True  # reject mis-placed settings keys, as the real server does
+    strict_keys: bool = True  # reject unknown fields in client messages, as the real server does
+    # False: a server that takes Flux settings but not its turn-taking: turns end by its own
+    # end-of-speech detection and ForceEndTurn is answered with FORCE_END_TURN_UNSUPPORTED.
+    flux_turns: bool = True
     record: bool = True  # keep every client frame (tests); the CLI turns it off for long runs
     # faults; drop_mid_reply, stall_mid_reply and error_then_close are one-shot: they reset
     # themselves when they fire, so a reconnecting client gets a healthy session.

@@ -1,4 +1,4 @@
-"""The emulator's view of the wire: both dialects' message shapes, settings validation, errors."""
+"""The emulator's view of the wire: validation of client messages, what settings fix, replies."""
 
 from __future__ import annotations
 
@@ -6,6 +6,10 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from .api import MESSAGES_EA, MESSAGES_V1, SETTINGS_EA, SETTINGS_V1
+from .rules import listen_findings, settings_findings
+from .schema import Checker, Obj, Unparsable
 
 V1 = "v1"
 EA = "early_access"
@@ -17,49 +21,8 @@ SETTINGS_TYPE = {V1: "Settings", EA: "SettingsConfiguration"}
 OUTPUT_RATES = {"linear16": (8000, 16000, 24000, 32000, 48000), "mulaw": (8000, 16000)}
 INPUT_ENCODINGS = ("linear16", "mulaw")
 
-# Keys the real server accepts at each level; anything else is "mis-placed" and rejected with
-# UNPARSABLE_CLIENT_MESSAGE, as the real server does (agent.mip_opt_out, agent.tags).
-_KEYS: dict[str, dict[str, frozenset[str]]] = {
-    V1: {
-        "": frozenset({"type", "audio", "agent", "experimental", "mip_opt_out", "tags", "flags"}),
-        "agent": frozenset({"language", "listen", "think", "speak", "greeting", "context"}),
-        "agent.listen": frozenset({"provider"}),
-        "agent.think": frozenset({"provider", "endpoint", "prompt", "functions", "context_length"}),
-        "agent.speak": frozenset({"provider", "endpoint"}),
-    },
-    EA: {
-        "": frozenset({"type", "audio", "agent", "context"}),
-        "agent": frozenset({"listen", "think", "speak"}),
-        "agent.listen": frozenset({"model", "keyterms"}),
-        "agent.think": frozenset({"provider", "model", "instructions", "functions"}),
-        "agent.speak": frozenset({"model", "provider", "voice_id"}),
-    },
-}
-
-# Client messages after settings: type -> required string/object fields, per dialect.
-_STR, _OBJ, _OBJ_OR_LIST = "str", "obj", "obj|list"
-_MESSAGES: dict[str, dict[str, dict[str, str]]] = {
-    V1: {
-        "KeepAlive": {},
-        "UpdatePrompt": {"prompt": _STR},
-        "UpdateSpeak": {"speak": _OBJ_OR_LIST},
-        "UpdateThink": {"think": _OBJ_OR_LIST},
-        "UpdateListen": {"listen": _OBJ},
-        "InjectUserMessage": {"content": _STR},
-        "InjectAgentMessage": {"message": _STR},
-        "FunctionCallResponse": {"id": _STR, "name": _STR, "content": _STR},
-        "ForceEndTurn": {},
-        "Settings": {},
-    },
-    EA: {
-        "KeepAlive": {},
-        "UpdateInstructions": {"instructions": _STR},
-        "UpdateSpeak": {"model": _STR},
-        "InjectAgentMessage": {"message": _STR},
-        "FunctionCallResponse": {"function_call_id": _STR, "output": _STR},
-        "SettingsConfiguration": {},
-    },
-}
+_SETTINGS = {V1: SETTINGS_V1, EA: SETTINGS_EA}
+_MESSAGES = {V1: MESSAGES_V1, EA: MESSAGES_EA}
 
 UPDATE_ACKS = {
     "UpdatePrompt": "PromptUpdated", "UpdateSpeak": "SpeakUpdated", "UpdateThink": "ThinkUpdated",
@@ -70,6 +33,9 @@ UPDATE_ACKS = {
 UNPARSABLE_TEXT = "Text message received from client did not match any of the formats we expect."
 TIMEOUT_TEXT = ("We waited too long for a websocket message. Please ensure that you're sending "
                 "binary messages containing user speech.")
+# Flux's defaults when the settings leave them out.
+FLUX_EOT_THRESHOLD = 0.7
+FLUX_EOT_TIMEOUT_MS = 5000
 
 
 class ClientMessageError(Exception):
@@ -99,6 +65,34 @@ class FunctionDecl:
 
 
 @dataclass(frozen=True)
+class Listening:
+    """How the session's speech-to-text takes turns: Flux (with its thresholds) or Nova."""
+    flux: bool = False
+    model: str = ""
+    eot_threshold: float = FLUX_EOT_THRESHOLD
+    eot_timeout: float = FLUX_EOT_TIMEOUT_MS / 1000  # seconds
+
+    @property
+    def model_ends_turns(self) -> bool:
+        """False with Flux at eot_threshold 1.0: only ForceEndTurn or the timeout end a turn."""
+        return not (self.flux and self.eot_threshold >= 1.0)
+
+
+def listening_of(provider: Mapping[str, Any] | None, before: Listening | None = None) -> Listening:
+    """The turn-taking a listen provider asks for; an update keeps what it leaves out."""
+    if provider is None:
+        return Listening()
+    flux = provider.get("version") == "v2"
+    base = before if before is not None and before.flux == flux else Listening(flux)
+    if not flux:
+        return Listening(False, str(provider.get("model", "")))
+    timeout = provider.get("eot_timeout_ms")
+    return Listening(True, str(provider["model"]),
+                     float(provider.get("eot_threshold", base.eot_threshold)),
+                     base.eot_timeout if timeout is None else timeout / 1000)
+
+
+@dataclass(frozen=True)
 class Negotiated:
     """What a valid settings message fixed for the session."""
     input_encoding: str
@@ -110,6 +104,7 @@ class Negotiated:
     experimental: bool = False
     functions: Mapping[str, FunctionDecl] = field(default_factory=dict)
     context_messages: tuple[Any, ...] = ()
+    listening: Listening = field(default_factory=Listening)
 
 
 def parse_json(text: str) -> dict[str, Any]:
@@ -124,77 +119,41 @@ def parse_json(text: str) -> dict[str, Any]:
 
 
 def is_known_type(dialect: str, type_: str) -> bool:
-    """Whether the dialect has a client message of this type."""
-    return type_ in _MESSAGES[dialect]
+    """Whether the dialect has a client message of this type (settings included)."""
+    return type_ in _MESSAGES[dialect] or type_ == SETTINGS_TYPE[dialect]
 
 
-def check_message(dialect: str, msg: Mapping[str, Any]) -> None:
-    """Reject a post-settings client message of an unknown type or the wrong shape."""
+def _parse(spec: Obj, msg: Mapping[str, Any], strict: bool) -> list[str]:
+    """Shape check (UNPARSABLE_CLIENT_MESSAGE naming the field); returns the range findings."""
+    checker = Checker(strict)
+    try:
+        checker.check(spec, msg, "")
+    except Unparsable as exc:
+        raise _unparsable(exc.path) from None
+    return checker.invalid
+
+
+def check_message(dialect: str, msg: Mapping[str, Any], strict: bool = True) -> None:
+    """Reject a post-settings client message of an unknown type, the wrong shape or values."""
     spec = _MESSAGES[dialect].get(msg["type"])
     if spec is None:
         raise ClientMessageError("UNPARSABLE_CLIENT_MESSAGE", UNPARSABLE_TEXT)
-    for key, kind in spec.items():
-        value = msg.get(key)
-        ok = (isinstance(value, str) if kind == _STR
-              else isinstance(value, dict) if kind == _OBJ
-              else isinstance(value, dict) or (isinstance(value, list) and bool(value)
-                                               and all(isinstance(v, dict) for v in value)))
-        if not ok:
-            raise _unparsable(key)
+    findings = _parse(spec, msg, strict)
+    if msg["type"] == "UpdateListen":
+        findings += listen_findings(msg["listen"]["provider"], "listen.provider")
+    if findings:
+        raise _invalid("; ".join(findings))
 
 
-def _obj(value: Any, path: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise _unparsable(path)
-    return value
-
-
-def _str(value: Any, path: str, required: bool = True) -> str | None:
-    if value is None and not required:
-        return None
-    if not isinstance(value, str):
-        raise _unparsable(path)
-    return value
-
-
-def _int(value: Any, path: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _unparsable(path)
-    return value
-
-
-def _bool(value: Any, path: str) -> bool | None:
-    if value is None:
-        return None
-    if not isinstance(value, bool):
-        raise _unparsable(path)
-    return value
-
-
-def _keys(dialect: str, obj: Mapping[str, Any], level: str, strict: bool) -> None:
-    if not strict:
-        return
-    for key in obj:
-        if key not in _KEYS[dialect][level]:
-            raise _unparsable(f"{level}.{key}" if level else key)
-
-
-def _one_or_many(value: Any, path: str, dialect: str) -> list[dict[str, Any]]:
-    """V1 accepts an object or a fallback list of objects for think and speak."""
-    if dialect == V1 and isinstance(value, list) and value:
-        return [_obj(v, f"{path}[{i}]") for i, v in enumerate(value)]
-    return [_obj(value, path)]
-
-
-def _audio(audio: Any) -> tuple[str, int, str, int]:
-    audio = _obj(audio, "audio")
-    inp = _obj(audio.get("input"), "audio.input")
-    in_enc = _str(inp.get("encoding"), "audio.input.encoding") or ""
-    in_rate = _int(inp.get("sample_rate"), "audio.input.sample_rate")
-    out = _obj(audio.get("output"), "audio.output")
-    out_enc = _str(out.get("encoding"), "audio.output.encoding") or ""
-    out_rate = _int(out.get("sample_rate"), "audio.output.sample_rate")
-    container = _str(out.get("container"), "audio.output.container", required=False)
+def _emulated_audio(audio: Mapping[str, Any]) -> tuple[str, int, str, int]:
+    """What the emulator can stream: valid on the real server, narrower than it."""
+    inp = audio.get("input")
+    out = audio.get("output")
+    if inp is None or out is None or "sample_rate" not in out or "encoding" not in out:
+        raise _invalid("the emulator needs audio.input and audio.output with encoding and "
+                       "sample_rate")
+    in_enc, in_rate = inp.get("encoding", "linear16"), inp.get("sample_rate", 16000)
+    out_enc, out_rate = out["encoding"], out["sample_rate"]
     if in_enc not in INPUT_ENCODINGS:
         raise _invalid(f"audio.input.encoding {in_enc!r} is not supported by the emulator "
                        f"(supported: {', '.join(INPUT_ENCODINGS)})")
@@ -206,102 +165,46 @@ def _audio(audio: Any) -> tuple[str, int, str, int]:
     if out_rate not in OUTPUT_RATES[out_enc]:
         raise _invalid(f"audio.output.sample_rate {out_rate} is not valid for {out_enc} "
                        f"(valid: {', '.join(map(str, OUTPUT_RATES[out_enc]))})")
-    if container not in (None, "none"):
-        raise _invalid(f"audio.output.container {container!r} is not supported by the emulator")
+    if out.get("container", "none") != "none":
+        raise _invalid(f"audio.output.container {out['container']!r} is not supported by the "
+                       "emulator")
     return in_enc, in_rate, out_enc, out_rate
 
 
-def _functions(think: Mapping[str, Any], dialect: str, path: str) -> dict[str, FunctionDecl]:
-    raw = think.get("functions")
-    if raw is None:
-        return {}
-    if not isinstance(raw, list):
-        raise _unparsable(f"{path}.functions")
+def _functions(think: Mapping[str, Any], dialect: str) -> dict[str, FunctionDecl]:
     marker = "endpoint" if dialect == V1 else "url"
-    out: dict[str, FunctionDecl] = {}
-    for i, f in enumerate(raw):
-        f = _obj(f, f"{path}.functions[{i}]")
-        name = _str(f.get("name"), f"{path}.functions[{i}].name") or ""
-        if "parameters" in f:
-            _obj(f["parameters"], f"{path}.functions[{i}].parameters")
-        out[name] = FunctionDecl(name, client_side=marker not in f)
-    return out
+    return {str(f.get("name", "")): FunctionDecl(str(f.get("name", "")), marker not in f)
+            for f in think.get("functions", [])}
 
 
 def validate_settings(dialect: str, msg: Mapping[str, Any], strict: bool = True) -> Negotiated:
-    """Check a settings message the way the real server does; return what it fixes."""
-    _keys(dialect, msg, "", strict)
-    in_enc, in_rate, out_enc, out_rate = _audio(msg.get("audio"))
-    agent_raw = msg.get("agent")
-    if dialect == V1 and isinstance(agent_raw, str):
-        raise _invalid("stored agent configurations are not supported by the emulator")
-    agent = _obj(agent_raw, "agent")
-    _keys(dialect, agent, "agent", strict)
-    functions: dict[str, FunctionDecl] = {}
+    """Check a settings message field by field, the way the real server does: a shape error is
+    UNPARSABLE_CLIENT_MESSAGE, a value it refuses INVALID_SETTINGS. Returns what it fixes."""
+    findings = _parse(_SETTINGS[dialect], msg, strict)
+    findings += settings_findings(dialect, msg)
+    if findings:
+        raise _invalid("; ".join(findings))
+    audio = _emulated_audio(msg["audio"])
+    agent = msg["agent"]
     if dialect == V1:
-        listen = _obj(agent.get("listen"), "agent.listen")
-        _keys(dialect, listen, "agent.listen", strict)
-        _str(_obj(listen.get("provider"), "agent.listen.provider").get("type"),
-             "agent.listen.provider.type")
-        for i, think in enumerate(_one_or_many(agent.get("think"), "agent.think", dialect)):
-            _keys(dialect, think, "agent.think", strict)
-            provider = _obj(think.get("provider"), "agent.think.provider")
-            _str(provider.get("type"), "agent.think.provider.type")
-            _str(provider.get("model"), "agent.think.provider.model", required=False)
-            _str(think.get("prompt"), "agent.think.prompt", required=False)
-            if i == 0:
-                functions = _functions(think, dialect, "agent.think")
-        for speak in _one_or_many(agent.get("speak"), "agent.speak", dialect):
-            _keys(dialect, speak, "agent.speak", strict)
-            _str(_obj(speak.get("provider"), "agent.speak.provider").get("type"),
-                 "agent.speak.provider.type")
-        greeting = _str(agent.get("greeting"), "agent.greeting", required=False)
-        context = agent.get("context")
-        messages: Any = []
-        if context is not None:
-            messages = _obj(context, "agent.context").get("messages", [])
-            if not isinstance(messages, list):
-                raise _unparsable("agent.context.messages")
-        flags = msg.get("flags")
-        history = True
-        if flags is not None:
-            history = _bool(_obj(flags, "flags").get("history"), "flags.history") is not False
-        experimental = bool(_bool(msg.get("experimental"), "experimental"))
-        _bool(msg.get("mip_opt_out"), "mip_opt_out")
-        tags = msg.get("tags")
-        if tags is not None and not (isinstance(tags, list)
-                                     and all(isinstance(t, str) for t in tags)):
-            raise _unparsable("tags")
-        return Negotiated(in_enc, in_rate, out_enc, out_rate, greeting or None, history,
-                          experimental, functions, tuple(messages))
-    listen = _obj(agent.get("listen"), "agent.listen")
-    _keys(dialect, listen, "agent.listen", strict)
-    _str(listen.get("model"), "agent.listen.model")
-    think = _obj(agent.get("think"), "agent.think")
-    _keys(dialect, think, "agent.think", strict)
-    _str(_obj(think.get("provider"), "agent.think.provider").get("type"),
-         "agent.think.provider.type")
-    _str(think.get("model"), "agent.think.model")
-    _str(think.get("instructions"), "agent.think.instructions", required=False)
-    functions = _functions(think, dialect, "agent.think")
-    speak = _obj(agent.get("speak"), "agent.speak")
-    _keys(dialect, speak, "agent.speak", strict)
-    _str(speak.get("model"), "agent.speak.model")
+        if isinstance(agent, str):
+            raise _invalid("stored agent configurations are not supported by the emulator")
+        think = agent.get("think", {})
+        first_think = think[0] if isinstance(think, list) else think
+        flags = msg.get("flags", {})
+        return Negotiated(*audio, agent.get("greeting") or None, flags.get("history", True),
+                          bool(msg.get("experimental", False)),
+                          _functions(first_think, dialect),
+                          tuple(agent.get("context", {}).get("messages", [])),
+                          listening_of(agent.get("listen", {}).get("provider")))
     greeting = None
-    messages = []
-    context = msg.get("context")
-    if context is not None:
-        context = _obj(context, "context")
-        messages = context.get("messages", [])
-        if not isinstance(messages, list):
-            raise _unparsable("context.messages")
-        # EA has no greeting; `replay` speaks the last message when it is the assistant's.
-        if _bool(context.get("replay"), "context.replay") and messages:
-            last = messages[-1]
-            if isinstance(last, dict) and last.get("role") == "assistant":
-                greeting = str(last.get("content", "")) or None
-    return Negotiated(in_enc, in_rate, out_enc, out_rate, greeting, True, False, functions,
-                      tuple(messages))
+    context = msg.get("context", {})
+    messages = context.get("messages", [])
+    # EA has no greeting; `replay` speaks the last message when it is the assistant's.
+    if context.get("replay") and messages and messages[-1].get("role") == "assistant":
+        greeting = str(messages[-1].get("content", "")) or None
+    return Negotiated(*audio, greeting, True, False, _functions(agent["think"], dialect),
+                      tuple(messages), Listening(False, str(agent.get("listen", {}).get("model", ""))))
 
 
 def error(dialect: str, code: str, description: str) -> dict[str, Any]:

@@ -525,6 +525,7 @@ def test_cli_help_documents_every_knob(capsys: pytest.CaptureFixture[str]) -> No
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     flags = {"api_key": "--key", "strict_keys": "--lenient-keys", "record": None,
+             "flux_turns": "--no-flux-turns",
              "agent_started_speaking": "--no-agent-started-speaking",
              "history": "--no-history", "transcripts": "--transcript",
              "audio_done_after_interrupt": "--no-audio-done-after-interrupt"}

@@ -123,6 +123,12 @@ def _no_output() -> dict[str, Any]:
     return settings
 
 
+def _no_audio() -> dict[str, Any]:
+    settings = v1_settings()
+    del settings["audio"]
+    return settings
+
+
 def _ea_without_model() -> dict[str, Any]:
     settings = ea_settings()
     del settings["agent"]["think"]["model"]
@@ -138,7 +144,9 @@ def _ea_without_model() -> dict[str, Any]:
     ("v1", _ea_shaped_v1(), "UNPARSABLE_CLIENT_MESSAGE"),
     ("v1", _misplaced_mip(), "UNPARSABLE_CLIENT_MESSAGE"),
     ("v1", _string_rate(), "UNPARSABLE_CLIENT_MESSAGE"),
-    ("v1", _no_output(), "UNPARSABLE_CLIENT_MESSAGE"),
+    ("v1", _no_audio(), "UNPARSABLE_CLIENT_MESSAGE"),
+    # Valid on the real server (it has a default output); the emulator needs it spelled out.
+    ("v1", _no_output(), "INVALID_SETTINGS"),
     ("v1", _bad_rate(), "INVALID_SETTINGS"),
     ("ea", {"type": "KeepAlive"}, "NON_SETTINGS_MESSAGE_BEFORE_SETTINGS"),
     ("ea", v1_settings(), "UNPARSABLE_CLIENT_MESSAGE"),

@@ -169,6 +169,32 @@ def test_connect_buffer_keeps_every_frame_from_the_press(alsa_files: AlsaFiles,
         stop_mic(mic, sources)
 
 
+def test_streaming_sends_the_buffer_before_set_uplink_returns(
+        alsa_files: AlsaFiles, sources: list[SteeredSource]) -> None:
+    """The switch to streaming sends the connect buffer at once, so a message sent right after
+    it (ForceEndTurn on a release while connecting) follows every buffered frame."""
+    frames = frames_of(ramp(320 * 40))
+    alsa_files.set_mic(b"".join(frames), pad_seconds=0)
+    up = Uplink()
+    press, ready, done = Hold(), Hold(), Hold()
+    mic = Mic(opener(alsa_files, sources, 40, holds={10: press, 25: ready, 40: done}), FMT, up)
+    mic.start()
+    try:
+        press.wait()
+        mic.set_gate(True)
+        mic.set_uplink(UplinkMode.BUFFER)
+        press.release()
+        ready.wait()  # reads 10..24 are buffered; read 25 is held back
+        mic.set_uplink(UplinkMode.STREAM)
+        assert up.snapshot() == frames[10:25]  # before the mic thread reads another period
+        ready.release()
+        done.wait()
+        assert up.snapshot() == frames[10:40]
+        done.release()
+    finally:
+        stop_mic(mic, sources)
+
+
 def test_connect_buffer_is_bounded_oldest_dropped(alsa_files: AlsaFiles,
                                                   sources: list[SteeredSource],
                                                   caplog: pytest.LogCaptureFixture) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from speakerd.config import Config, parse_config
+from speakerd.config import Config, ProviderSecrets, parse_config
 from speakerd.daemon import Daemon, Hooks
 from speakerd.emulator import Emulator
 from speakerd.emulator.sound import PulseServer
@@ -108,7 +108,8 @@ def played_in_order(sent: bytes, heard: bytes, chunk: int = 1600) -> float:
 class DaemonRig:
     """The daemon under test and the handles a test needs to play the user."""
 
-    def __init__(self, cfg: Config, emulator: Emulator, pulse: PulseServer, pins: Any) -> None:
+    def __init__(self, cfg: Config, emulator: Emulator, pulse: PulseServer, pins: Any,
+                 secrets: ProviderSecrets | None = None) -> None:
         self.cfg = cfg
         self.emulator = emulator
         self.pulse = pulse
@@ -117,7 +118,8 @@ class DaemonRig:
         self.texts: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self.daemon = Daemon(None, cfg, TEST_KEY, notifier=Notifier(environ={}),
-                             hooks=Hooks(on_state=self._state, on_text=self._text))
+                             hooks=Hooks(on_state=self._state, on_text=self._text),
+                             secrets=secrets)
 
     def _state(self, state: str) -> None:
         with self._lock:
@@ -214,12 +216,14 @@ def agent_emulator() -> Iterator[Emulator]:
 @pytest.fixture
 def make_rig(agent_emulator: Emulator, pulse_audio: PulseServer, mock_pins: Any,
              tmp_path: Path) -> Iterator[Callable[..., DaemonRig]]:
-    """A factory: make_rig(dialect="v1", **config_overrides) starts a daemon; all are stopped after."""
+    """A factory: make_rig(dialect="v1", secrets=None, **config_overrides) starts a daemon; all
+    are stopped after."""
     rigs: list[DaemonRig] = []
 
-    def make(dialect: str = "v1", **overrides: Any) -> DaemonRig:
+    def make(dialect: str = "v1", secrets: ProviderSecrets | None = None,
+             **overrides: Any) -> DaemonRig:
         cfg = rig_config(agent_emulator, pulse_audio, tmp_path / "state", dialect, **overrides)
-        rig = DaemonRig(cfg, agent_emulator, pulse_audio, mock_pins)
+        rig = DaemonRig(cfg, agent_emulator, pulse_audio, mock_pins, secrets)
         rig.daemon.start()
         rigs.append(rig)
         return rig

@@ -284,7 +284,7 @@ class Conversation(RuleBasedStateMachine):
         self.router = Router(self.playback)
         self.session = Session(self.cfg, connect=self._connect, mic=self.mic, speaker=self.playback,
                                leds=self.leds, router=self.router, runner=self.runner,
-                               clock=self.clock, rng=lambda: 0.5)
+                               on_state=self._shown, clock=self.clock, rng=lambda: 0.5)
         self.session._show(self.session.state)
         self.session._apply_audio()
         self.entered = (self.session.state, self.clock())
@@ -298,6 +298,13 @@ class Conversation(RuleBasedStateMachine):
         self._sounded_checked = 0
 
     # --- plumbing ----------------------------------------------------------------------
+
+    def _shown(self, state: State) -> None:
+        """What the LEDs say is already true of the microphone when they say it."""
+        if state is State.LISTENING:
+            assert self.mic.live, "listening shown with the mic gate shut"
+        if state is State.SPEAKING and self.cfg.audio.duplex == "half":
+            assert not self.mic.live, "speaking shown with the mic gate open"
 
     def _connect(self, settings: str) -> Link:
         self.links.append(Link(settings))

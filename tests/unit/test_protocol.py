@@ -13,7 +13,16 @@ from typing import Any
 import pytest
 
 from speakerd import protocol
-from speakerd.config import ACTIONS, AgentConfig, Config, ConfigError, parse_config
+from speakerd.config import (
+    ACTIONS,
+    AgentConfig,
+    AwsCredentials,
+    Config,
+    ConfigError,
+    ProviderSecret,
+    ProviderSecrets,
+    parse_config,
+)
 from speakerd.protocol import Dialect, ProtocolError
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "protocol"
@@ -29,14 +38,35 @@ def _load(path: Path) -> tuple[Dialect, dict[str, Any]]:
     return Dialect(path.parent.name), json.loads(path.read_text(encoding="utf-8"))
 
 
+def secrets_of(raw: dict[str, Any]) -> ProviderSecrets:
+    """A golden case's provider secrets (what the credentials files would hold)."""
+    def one(section: dict[str, Any]) -> ProviderSecret:
+        aws = section.get("credentials")
+        return ProviderSecret(section.get("headers", {}),
+                              AwsCredentials(**aws) if aws is not None else None)
+    return ProviderSecrets(one(raw.get("think", {})), one(raw.get("speak", {})))
+
+
+def _config(dialect: Dialect, raw: dict[str, Any]) -> Config:
+    cfg = parse_config(raw)
+    assert cfg.agent.dialect == dialect.value, "a golden config names its directory's dialect"
+    return cfg
+
+
 def _encode(dialect: Dialect, case: dict[str, Any]) -> str:
     args = case.get("args", {})
     kind = case["encode"]
     if kind == "settings":
-        cfg = parse_config(case["config"])
-        assert cfg.agent.dialect == dialect.value, "a golden config names its directory's dialect"
+        cfg = _config(dialect, case["config"])
         context = [protocol.ContextItem(**item) for item in case.get("context", [])]
-        return protocol.encode_settings(cfg, dialect, context)
+        return protocol.encode_settings(cfg, dialect, context, secrets_of(case.get("secrets", {})))
+    if kind == "update_listen":
+        text = protocol.encode_update_listen(_config(dialect, case["old"]),
+                                             _config(dialect, case["config"]))
+        assert text is not None
+        return text
+    if kind == "force_end_turn":
+        return protocol.encode_force_end_turn()
     if kind == "keepalive":
         return protocol.encode_keepalive()
     if kind == "function_response":
@@ -90,6 +120,7 @@ def test_golden_files_cover_every_event_and_encoder() -> None:
     wanted = {"settings", "keepalive", "function_response"}
     for dialect in Dialect:
         assert wanted - encoders[dialect] == set(), dialect
+    assert {"force_end_turn", "update_listen"} <= encoders[Dialect.V1]
 
 
 def test_golden_settings_round_trip_through_bytes() -> None:
@@ -121,17 +152,20 @@ PATHS_EXPECTED = {Dialect.V1: "/v1/agent/converse", Dialect.EARLY_ACCESS: "/agen
 
 
 def test_imports_only_stdlib_and_config() -> None:
-    """The codec stays pure: standard library and speakerd.config only."""
-    tree = ast.parse(Path(protocol.__file__).read_text(encoding="utf-8"))
+    """The codec stays pure: standard library, speakerd.config and its own modules only."""
     imported: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            imported.add(node.module)
-    foreign = {m for m in imported
-               if m.split(".")[0] not in sys.stdlib_module_names and m != "speakerd.config"}
+    for path in Path(protocol.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                # Relative: `..config` is speakerd.config, `.x` a module of this package.
+                imported.add(node.module if node.level == 0 else
+                             "speakerd.config" if node.level == 2 else f"speakerd.protocol.{node.module}")
+    foreign = {m for m in imported if m.split(".")[0] not in sys.stdlib_module_names
+               and m != "speakerd.config" and not m.startswith("speakerd.protocol.")}
     assert foreign == set()
+    assert "speakerd.protocol.settings" in imported  # it did read the package
 
 
 # --- decoding edge cases -------------------------------------------------------------------

@@ -1,0 +1,147 @@
+"""Push-to-talk with Flux: the release ends the turn (ForceEndTurn after the turn's audio), the
+server never answers while the button is held, Nova and a server without Flux still work, and a
+reload that re-tunes Flux updates the live connection."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from speakerd.config import load_config
+from speakerd.emulator import Emulator
+from speakerd.emulator.sound import PulseServer
+from speakerd.events import State
+from tests.support.daemon import WAIT, DaemonRig, wait_until
+from tests.support.emulator import TEST_KEY
+from tests.support.process import raw_config, write_config
+
+pytestmark = pytest.mark.realtime
+
+NOVA = {"version": "v1", "model": "nova-3"}
+
+
+def _loud(data: bytes | str) -> bool:
+    return isinstance(data, bytes) and any(data[i + 1] not in (0, 255)
+                                           for i in range(0, len(data) - 1, 2))
+
+
+def _turn(rig: Any) -> bytes:
+    """Press, speak, release, hear the reply out; returns what was spoken."""
+    n = len(rig.states)
+    rig.press()
+    rig.wait_state(State.LISTENING, after=n)
+    spoken = rig.speak("hello.wav")
+    rig.release()
+    rig.wait_state(State.SPEAKING, after=n)
+    rig.wait_state(State.IDLE, after=len(rig.states))
+    return spoken
+
+
+def test_the_release_sends_force_end_turn_after_all_of_the_turns_audio(make_rig: Any) -> None:
+    """Hold mode with Flux: one ForceEndTurn per turn, after every loud frame; the agent heard
+    all of the words and answered."""
+    rig = make_rig()
+    rec = rig.pulse.record_speaker()
+    spoken = _turn(rig)
+    heard = rec.stop()
+    session = rig.emulator.sessions[-1]
+    frames = list(session.frames)
+    ends = [i for i, f in enumerate(frames)
+            if f.kind == "text" and '"ForceEndTurn"' in str(f.data)]
+    assert len(ends) == 1
+    last_loud = max(i for i, f in enumerate(frames) if _loud(f.data))
+    assert ends[0] > last_loud
+    provider = session.settings["agent"]["listen"]["provider"]
+    assert (provider["version"], provider["eot_threshold"]) == ("v2", 1.0)
+    rig.assert_parrot_heard(spoken, heard)
+
+
+@pytest.mark.parametrize("listen,answers_while_held", [({}, False), (NOVA, True)],
+                         ids=["flux", "nova"])
+def test_flux_never_answers_while_the_button_is_held(make_rig: Any, listen: dict[str, Any],
+                                                     answers_while_held: bool) -> None:
+    """Holding the button through a pause longer than the server's end-of-speech: Flux waits
+    for the release; Nova (the old way) answers under the user's thumb."""
+    rig = make_rig(agent={"listen": listen})
+    rig.press()
+    rig.wait_state(State.LISTENING)
+    rig.speak("hello.wav")
+    # Past the emulator's end-of-speech (1.5 s) with room to spare, button still down.
+    pause = 2 * rig.emulator.options.end_of_speech + 1.0
+    answered = wait_until(lambda: bool(rig.emulator.sessions[-1].replies), pause)
+    assert answered is answers_while_held
+    rig.release()
+    rig.wait_state(State.SPEAKING)
+    texts = rig.emulator.sessions[-1].texts("ForceEndTurn")
+    assert len(texts) == (0 if listen else 1)
+
+
+def test_a_server_without_flux_turns_warns_once_and_every_turn_still_ends(
+        make_rig: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """FORCE_END_TURN_UNSUPPORTED: logged once for the link, never sent again on it, and the
+    server's own end-of-speech ends the next turns."""
+    caplog.set_level(logging.WARNING, logger="speakerd.session")
+    rig = make_rig()
+    rig.emulator.options.flux_turns = False
+    for _ in range(3):
+        _turn(rig)
+    (session,) = rig.emulator.sessions
+    assert len(session.texts("ForceEndTurn")) == 1
+    warnings = [e for e in session.events_sent if e.get("code") == "FORCE_END_TURN_UNSUPPORTED"]
+    assert len(warnings) == 1
+    logged = [r for r in caplog.records if "ForceEndTurn" in r.getMessage()]
+    assert len(logged) == 1
+    assert len([r for r in session.replies if r.kind == "turn"]) == 3
+
+
+def test_nova_in_hold_mode_sends_no_force_end_turn(make_rig: Any) -> None:
+    """Without Flux nothing of ForceEndTurn is sent and no warning comes back; turns work."""
+    rig = make_rig(agent={"listen": NOVA})
+    _turn(rig)
+    _turn(rig)
+    (session,) = rig.emulator.sessions
+    assert session.texts("ForceEndTurn") == []
+    assert not [e for e in session.events_sent if e.get("type") == "Warning"]
+
+
+def test_a_reload_that_retunes_flux_updates_the_live_link_and_a_new_model_reconnects(
+        agent_emulator: Emulator, pulse_audio: PulseServer, mock_pins: Any,
+        tmp_path: Path) -> None:
+    """Only Flux tunables changed: UpdateListen on the open link (ListenUpdated), same session.
+    Another model: the link is rebuilt and the next press connects with it."""
+    key = tmp_path / "deepgram_api_key"  # a reload reads the key again, here
+    key.write_text(TEST_KEY + "\n", encoding="utf-8")
+    key.chmod(0o600)
+    path = tmp_path / "speakerd.yaml"
+    state = tmp_path / "state"
+    base = raw_config(agent_emulator, pulse_audio, state, session={"idle_timeout": 60.0},
+                      agent={"api_key_file": str(key)})
+    write_config(path, base)
+    rig = DaemonRig(load_config(path), agent_emulator, pulse_audio, mock_pins)
+    rig.daemon.config_path = str(path)
+    rig.daemon.start()
+    try:
+        _turn(rig)
+        (session,) = agent_emulator.sessions
+        write_config(path, {**base, "agent": {**base["agent"],
+                                              "listen": {"eot_timeout_ms": 30000}}})
+        assert rig.daemon.reload()
+        assert agent_emulator.wait_for(lambda: "ListenUpdated" in session.sent_types(), WAIT)
+        (update,) = session.texts("UpdateListen")
+        assert update["listen"]["provider"]["eot_timeout_ms"] == 30000
+        assert session.listening.eot_timeout == 30.0
+        _turn(rig)
+        assert len(agent_emulator.sessions) == 1 and session.live
+        write_config(path, {**base, "agent": {**base["agent"], "listen": {
+            "model": "flux-general-multi", "language_hints": ["en"]}}})
+        assert rig.daemon.reload()
+        assert agent_emulator.wait_for(lambda: session.closed.is_set(), WAIT)
+        _turn(rig)
+        assert len(agent_emulator.sessions) == 2
+        provider = agent_emulator.sessions[-1].settings["agent"]["listen"]["provider"]
+        assert provider["model"] == "flux-general-multi"
+    finally:
+        rig.daemon.stop()
