@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import argparse
 import array
-import json
 import os
 import platform
 import random
-import subprocess
 import sys
 import tempfile
 import threading
@@ -25,7 +23,9 @@ from typing import Any
 os.environ["GPIOZERO_PIN_FACTORY"] = "mock"
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
+import cpu  # noqa: E402
 from gpiozero import Device  # noqa: E402
 from gpiozero.pins.mock import MockFactory, MockPWMPin  # noqa: E402
 
@@ -480,110 +480,6 @@ def bench_mic_resume(pa: PulseServer, n: int) -> list[float]:
     return out
 
 
-def proc_cpu(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def task_cpu(pid: int, names: dict[str, str]) -> dict[str, float]:
-    """CPU seconds per thread of a process, by Python thread name where known (`names`: native
-    id -> name), else by the kernel's comm (the ALSA pulse plugin's threads name themselves)."""
-    out: dict[str, float] = {}
-    tick = os.sysconf("SC_CLK_TCK")
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            stat = open(f"/proc/{pid}/task/{tid}/stat").read()
-        except OSError:
-            continue  # the thread ended between the listing and the read
-        comm = names.get(tid) or stat[stat.index("(") + 1: stat.rindex(")")]
-        fields = stat.rsplit(")", 1)[1].split()
-        out[comm] = out.get(comm, 0.0) + (int(fields[11]) + int(fields[12])) / tick
-    return out
-
-
-def proc_hwm_mb(pid: int) -> float:
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-RING = {"kind": "apa102", "pixels": 12, "spi_device": 1, "global_brightness": 8}
-
-
-def ring_frames(p: subprocess.Popen[str]) -> int:
-    """How many frames the daemon subprocess has sent its pixels so far."""
-    assert p.stdin is not None and p.stdout is not None
-    p.stdin.write("frames\n")
-    p.stdin.flush()
-    return int(p.stdout.readline())
-
-
-def bench_footprint(pa: PulseServer, emu: Emulator, tmp: Path, seconds: float) -> dict[str, Any]:
-    """CPU and peak RSS of the daemon alone in a subprocess: idle, then full duplex with a reply."""
-    emu.options.reply_seconds = seconds + 10
-    emu.options.reply_pace = 1.0
-    emu.options.end_of_speech = 0.25
-    rig_cfg = Rig(pa, emu, tmp / "proc", audio={"duplex": "full"}).raw
-    rig_cfg["audio"]["duplex"] = "full"
-    # A ReSpeaker 4-Mic-sized ring, so its animation thread (it pulses while the reply plays)
-    # is part of the streaming figure and of the per-thread split.
-    rig_cfg["leds"] = [*rig_cfg["leds"], RING]
-    cfg_path = tmp / "proc.json"
-    cfg_path.write_text(json.dumps(rig_cfg))
-    env = {**os.environ, "ALSA_CONFIG_PATH": str(pa.alsa_config), "PYTHONPATH": str(ROOT)}
-    p = subprocess.Popen([sys.executable, str(ROOT / "bench/daemon_proc.py"), str(cfg_path), KEY],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-    killer = threading.Timer(4 * seconds + 60, p.kill)
-    killer.start()
-    res: dict[str, Any] = {}
-    try:
-        assert p.stdout is not None and p.stdin is not None
-        assert p.stdout.readline().strip() == "ready"
-        pause(2.0)
-        c0, t0 = proc_cpu(p.pid), now()
-        pause(seconds)
-        res["idle_cpu"] = (proc_cpu(p.pid) - c0) / (now() - t0) * 100
-        res["idle_rss"] = proc_hwm_mb(p.pid)
-        n = len(emu.sessions)
-        p.stdin.write("press\n")
-        p.stdin.flush()
-        p.stdout.readline()
-        expect(lambda: len(emu.sessions) > n and emu.sessions[-1].applied.is_set(), WAIT, "connect")
-        sess = emu.sessions[-1]
-        pa.play_into_mic(tone(0.4))
-        expect(lambda: bool(sess.replies), WAIT, "the reply")
-        pause(1.0)
-        p.stdin.write("threads\n")
-        p.stdin.flush()
-        names = {str(k): v for k, v in json.loads(p.stdout.readline()).items()}
-        f0 = ring_frames(p)
-        c0, t0, k0 = proc_cpu(p.pid), now(), task_cpu(p.pid, names)
-        pause(seconds)
-        t1 = now()
-        res["ring_fps"] = (ring_frames(p) - f0) / (t1 - t0)
-        res["stream_cpu"] = (proc_cpu(p.pid) - c0) / (t1 - t0) * 100
-        k1 = task_cpu(p.pid, names)
-        res["stream_threads"] = {name: (k1[name] - k0.get(name, 0.0)) / (t1 - t0) * 100
-                                 for name in k1}
-        res["stream_rss"] = proc_hwm_mb(p.pid)
-        times = [f.t for f in list(sess.frames) if f.kind == "binary" and t0 <= f.t <= t1]
-        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-        res["gap"] = max(gaps) * 1000 if gaps else float("nan")
-        res["gap_window"] = t1 - t0
-        res["reply_streaming"] = not sess.replies[-1].done
-        p.stdin.write("quit\n")
-        p.stdin.flush()
-        p.wait(10)
-    finally:
-        killer.cancel()
-        if p.poll() is None:
-            p.kill()
-            p.wait(5)
-        emu.options.reply_pace = 10.0
-    return res
-
-
 # --- the table ------------------------------------------------------------------------------------
 
 ROWS: list[tuple[str, str, str, str]] = []
@@ -611,12 +507,53 @@ def machine() -> str:
            f"Python {platform.python_version()}"
 
 
+def cpu_rows(sec: cpu.Section) -> None:
+    """The CPU, memory and uplink rows, from the daemon alone in a subprocess."""
+    st, ci, off = sec.stream, sec.connected, sec.offline
+    how = ("daemon subprocess, CPU of all its threads (schedstat ns) over a steady window; "
+           "PulseAudio null sinks behind ALSA")
+    row("CPU streaming full duplex", f"{st.window.cpu:.2f} % of one core (load {st.window.load})",
+        "≤ 1.0 %", st.window.cpu <= 1.0,
+        f"{sec.stream.window.seconds:.0f} s window (s 15-45 of a 60 s agent reply sent at real "
+        f"time in 100 ms frames, 24 kHz, while the mic streams 80 ms frames); {how}")
+    row("  by thread", st.window.split(), "-", None,
+        "% of one core per thread (threaded-ml: the ALSA pulse plugin's, absent with a Pi's hw:)")
+    row("  per wake-up", st.window.per_wake(), "-", None,
+        "voluntary context switches per thread per second, and CPU per switch")
+    row("  underruns, overruns", f"{st.underruns} / {st.xruns} in the window, "
+        f"{st.extra['stats']['underruns']} / {st.extra['stats']['xruns']} over the whole reply",
+        "0", st.underruns == 0 and st.xruns == 0, "the speaker's and the mic's own counters")
+    rg = sec.ring
+    row("  with a 12-pixel APA102 ring", f"{rg.window.cpu:.2f} % of one core, its leds thread "
+        f"{rg.window.threads.get('leds', 0.0):.2f} % at {rg.extra['ring_fps']:.1f} frames/s", "-",
+        None, f"the workload plus a ReSpeaker 4-Mic-sized ring pulsing while the reply plays, "
+        f"{rg.window.seconds:.0f} s window; frames counted at a stand-in for the kernel's spidev")
+    row("CPU connected idle", f"{ci.window.cpu:.2f} % of one core (load {ci.window.load})",
+        "≤ 0.5 %", ci.window.cpu <= 0.5,
+        f"half duplex, hold mode, socket open after one turn, nobody talking, "
+        f"{ci.window.seconds:.0f} s; {how}; split: {ci.window.split()}")
+    row("CPU not connected", f"{off.window.cpu:.3f} % of one core (load {off.window.load})",
+        "≤ 0.1 %", off.window.cpu <= 0.1,
+        f"daemon serving, no socket, {off.window.seconds:.0f} s; {how}")
+    rss = max(st.rss_mb, ci.rss_mb, off.rss_mb)
+    row("peak RSS", f"{off.rss_mb:.1f} MB not connected, {st.rss_mb:.1f} MB streaming, "
+        f"{ci.rss_mb:.1f} MB connected idle", "≤ 36 MB", rss <= 36, "VmHWM from /proc/pid/status")
+    gap = max(st.uplink_gap_ms, ci.uplink_gap_ms)
+    row("longest uplink gap", f"{st.uplink_gap_ms:.1f} ms streaming ({st.uplink_fps:.1f} frames/s), "
+        f"{ci.uplink_gap_ms:.1f} ms connected idle ({ci.uplink_fps:.1f} frames/s)",
+        "< 1 s (cut at ~10 s)", gap < 1000,
+        "emulator's receive times of the client's frames over the same windows")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="fewer trials, 10 s instead of 60 s")
+    ap.add_argument("--quick", action="store_true", help="fewer trials, shorter CPU windows")
+    ap.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                    help="py-spy (if installed in the venv) records the CPU windows into DIR")
     args = ap.parse_args()
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
     trials = 8 if args.quick else 20
-    seconds = 10.0 if args.quick else 60.0
     t_start = now()
     with tempfile.TemporaryDirectory(prefix="speakerd-bench-") as d:
         tmp = Path(d)
@@ -634,9 +571,9 @@ def main() -> int:
             pr = bench_press(pa, emu, tmp, 5 if args.quick else 10, 2 if args.quick else 5)
             print("receive to write ...", file=sys.stderr, flush=True)
             rx = bench_rx_write(pa, emu, tmp, 5.0 if args.quick else 15.0)
-            print(f"footprint ({seconds:.0f} s idle, {seconds:.0f} s streaming) ...",
-                  file=sys.stderr, flush=True)
-            fp = bench_footprint(pa, emu, tmp, seconds)
+            sec = cpu.run_section(pa, emu, tmp, Rig(pa, emu, tmp / "cpu").raw, KEY, tone(0.4),
+                                  quick=args.quick, profile=args.profile,
+                                  say=lambda line: print(line, file=sys.stderr, flush=True))
             print("release to first audio, Flux and Nova ...", file=sys.stderr, flush=True)
             rel_flux = bench_release(pa, emu, tmp, trials, flux=True)
             rel_nova = bench_release(pa, emu, tmp, trials, flux=False)
@@ -689,31 +626,18 @@ def main() -> int:
         "Mic alone on the pulse PCM, paused with no socket: set_gate + set_uplink(stream) → first send()")
     row("stop mid-reply", dist(stop), "≤ 2000 ms", max(stop) <= 2000,
         "Daemon.stop() while an 8 s reply plays (what run() does on SIGTERM/SIGINT), in process")
-    row("CPU idle", f"{fp['idle_cpu']:.2f} % of one core", "≤ 0.2 %", fp["idle_cpu"] <= 0.2,
-        f"/proc/pid/stat utime+stime over {seconds:.0f} s, daemon subprocess")
-    row("CPU streaming full duplex", f"{fp['stream_cpu']:.2f} % of one core", "≤ 2 %",
-        fp["stream_cpu"] <= 2, f"same, {seconds:.0f} s of mic uplink + real-time reply playing")
-    # Where the streaming CPU goes, thread by thread (the pulse plugin's threads, e.g.
-    # threaded-ml, exist only on this PulseAudio test tier, not with a Pi's hw: device).
-    threads = fp["stream_threads"]
-    row("  by thread", ", ".join(f"{name} {share:.2f}" for name, share in
-                                 sorted(threads.items(), key=lambda kv: -kv[1]) if share >= 0.01),
-        "-", None, "% of one core per thread, /proc/pid/task/*/stat over the same window")
-    row("  LED ring, 12 APA102 pixels", f"leds thread {threads.get('leds', 0.0):.2f} % of one core "
-        f"at {fp['ring_fps']:.1f} frames/s", "-", None,
-        "the speaking pulse on the ring during the same window; frames counted at a stand-in for "
-        "the kernel's spidev (one write a frame)")
-    rss = max(fp["idle_rss"], fp["stream_rss"])
-    row("peak RSS", f"{fp['idle_rss']:.1f} MB idle, {fp['stream_rss']:.1f} MB streaming", "≤ 40 MB",
-        rss <= 40, "VmHWM from /proc/pid/status")
-    row("longest uplink gap during a reply", f"{fp['gap']:.1f} ms over {fp['gap_window']:.0f} s",
-        "-", None, "emulator's received binary frame times while the reply streams (full duplex)")
+    cpu_rows(sec)
     w = [max(len(r[i]) for r in ROWS) for i in range(3)]
     print(f"speakerd benchmark ({'quick' if args.quick else 'full'}), {machine()}")
     print(f"{'figure':<{w[0]}}  {'value':<{w[1]}}  {'target':<{w[2]}}  method")
     for r in ROWS:
         print(f"{r[0]:<{w[0]}}  {r[1]:<{w[1]}}  {r[2]:<{w[2]}}  {r[3]}")
-    print(f"({now() - t_start:.0f} s)")
+    print(f"CPU of the workload by output rate and period (% of one core; the playback buffer "
+          f"kept at {cpu.BUFFER_MS} ms; seconds {sec.grid_window[0]:.0f}-{sec.grid_window[1]:.0f} "
+          f"of a shorter reply), and by uplink frame length:")
+    for line in cpu.grid_table(sec):
+        print(line)
+    print(f"({now() - t_start:.0f} s; load average now {cpu.load_average()})")
     return 0
 
 

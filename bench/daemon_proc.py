@@ -1,8 +1,9 @@
 """The daemon alone in its own process, for CPU and memory figures: mock pins, commands on stdin.
 
 Usage: python bench/daemon_proc.py CONFIG.json KEY   (ALSA_CONFIG_PATH set by the caller)
-stdin lines: "press", "release", "threads" (prints {native id: name}), "frames" (prints how many
-SPI frames the LED pixels were sent), "quit". Prints "ready" once the daemon is serving.
+stdin lines: "press", "release", "threads" (prints {native id: name}), "stats" (prints the
+speaker's underruns and the mic's overruns so far), "frames" (prints how many SPI frames the LED
+pixels were sent), "quit". Prints "ready" once the daemon is serving.
 
 Hardware SPI here is a stand-in that counts each frame and drops it, as a Pi hands a frame to
 the kernel in one write: the mock factory's own SPI bit-bangs mock pins, thousands of Python
@@ -83,6 +84,11 @@ def main() -> int:
         elif cmd == "threads":
             # native thread id -> name, so per-thread CPU from /proc can be told apart
             print(json.dumps({t.native_id: t.name for t in threading.enumerate()}), flush=True)
+        elif cmd == "stats":
+            parts = daemon.parts
+            assert parts is not None
+            print(json.dumps({"underruns": parts.speaker.underruns, "xruns": parts.mic.xruns,
+                              "frames_sent": parts.mic.frames_sent}), flush=True)
         elif cmd == "frames":
             print(CountingSPI.frames, flush=True)
         elif cmd == "quit":

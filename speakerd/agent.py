@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import socket
 import ssl
 import threading
@@ -26,8 +27,9 @@ MAX_MESSAGE = 1 << 20
 MAX_FRAGMENTS = 4096
 # RFC 6455: a control frame (close, ping, pong) carries at most 125 bytes.
 MAX_CONTROL = 125
-# Enough for several seconds of 20 ms audio frames if the network hiccups; past that the oldest
-# audio is dropped rather than letting memory grow without bound. Only audio is ever dropped.
+# Enough for several seconds of uplink audio frames (40 s of 80 ms ones) if the network
+# hiccups; past that the oldest audio is dropped rather than letting memory grow without bound.
+# Only audio is ever dropped.
 OUTBOX_FRAMES = 500
 # Control messages (function answers, settings) are never dropped; so many unsent means the peer
 # stopped reading, and the link is dropped instead of the queue growing.
@@ -35,6 +37,29 @@ MAX_CONTROL_QUEUED = 2000
 # A close handshake with a peer that stopped reading must not hold the tx thread long.
 CLOSE_SEND_TIMEOUT = 0.5
 _CLOSE = object()
+_MASK_KEYS = 256  # mask keys drawn from the OS at once: one getrandom() per 256 frames sent
+
+
+class MaskKeys:
+    """Websocket mask keys from os.urandom, drawn in batches rather than one call per frame.
+
+    Called by websocket-client for every frame it sends: from agent-tx, and from agent-rx
+    when it answers a ping, hence the lock.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool = b""
+        self._at = 0
+
+    def __call__(self, length: int) -> bytes:
+        with self._lock:
+            if self._at + length > len(self._pool):
+                self._pool = os.urandom(max(length, 4) * _MASK_KEYS)
+                self._at = 0
+            key = self._pool[self._at:self._at + length]
+            self._at += length
+            return key
 
 
 class FrameRefused(Exception):
@@ -185,6 +210,10 @@ class AgentLink:
     # --- the write side ------------------------------------------------------------------
 
     def _sslopt(self) -> dict[str, object]:
+        if not self.url.startswith("wss://"):
+            # Plain ws:// (loopback only) has no TLS: loading the system's CA store would cost
+            # 1.8 MB of memory for nothing.
+            return {}
         # Verification stays on; a CA file adds to the system's trust store (e.g. a local test
         # server's certificate), it does not replace it.
         context = ssl.create_default_context()
@@ -197,6 +226,7 @@ class AgentLink:
         try:
             ws = websocket.WebSocket(sslopt=self._sslopt(), enable_multithread=True,
                                      skip_utf8_validation=True)
+            ws.set_mask_key(MaskKeys())
             options: dict[str, object] = {}
             host = urllib.parse.urlsplit(self.url).hostname or ""
             if self.url.startswith("ws://"):

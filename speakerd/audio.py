@@ -94,8 +94,8 @@ class Source(Protocol):
 class Sink(Protocol):
     """Where PCM for the speaker goes."""
 
-    def write(self, pcm: bytes) -> None:
-        """One period; blocks at most about a period when the device buffer is full."""
+    def write(self, pcm: bytes | memoryview) -> None:
+        """Whole periods; blocks at most about a period when the device buffer is full."""
         ...
 
     def drop(self) -> None:
@@ -261,6 +261,18 @@ class AlsaSource:
             out = out[:want]
         return out
 
+    def avail(self) -> int | None:
+        """Frames captured and not yet read; None when the stream is not running (read starts it)."""
+        try:
+            frames = int(self._pcm.avail())
+            # Only an empty reading needs the state (a stopped stream also reads 0): one call
+            # into the device per frame instead of two.
+            if frames <= 0 and self._pcm.state() != alsaaudio.PCM_STATE_RUNNING:
+                return None
+        except alsaaudio.ALSAAudioError as exc:
+            raise self._fail(str(exc)) from None
+        return max(0, frames)
+
     def pause(self) -> None:
         """Stop capturing (the device stays open); the next read() restarts the stream."""
         try:
@@ -296,7 +308,7 @@ class AlsaSink:
     def _fail(self, exc: BaseException) -> AudioDeviceError:
         return AudioDeviceError(self.KEY, f"playback device {self.device!r} failed: {exc}")
 
-    def write(self, pcm: bytes) -> None:
+    def write(self, pcm: bytes | memoryview) -> None:
         view = memoryview(pcm)
         fb = self.fmt.frame_bytes
         retries = 0

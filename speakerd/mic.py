@@ -19,7 +19,7 @@ from .worker import Worker
 
 log = logging.getLogger(__name__)
 
-_LEVEL_FRAMES = 25  # frames kept for level(): half a second at 20 ms
+_LEVEL_FRAMES = 25  # periods kept for level(): half a second at 20 ms
 
 
 class FrameSink(Protocol):
@@ -27,11 +27,23 @@ class FrameSink(Protocol):
     def uplink(self, pcm: bytes) -> None: ...
 
 
+def _available(source: Source) -> int | None:
+    """Frames the source holds unread, or None when it cannot say (or its stream is stopped)."""
+    avail = getattr(source, "avail", None)
+    return avail() if avail is not None else None
+
+
 class Mic:
-    """Owns the capture device and what happens to each period: discarded, buffered or sent."""
+    """Owns the capture device and what happens to each period: discarded, buffered or sent.
+
+    Periods are grouped into uplink frames of `frame_periods` periods: one message and one
+    thread hop per frame instead of per period. On a device that tells how much it holds
+    (AlsaSource.avail), the thread sleeps until a frame's worth is captured and reads it in one
+    go, so it wakes once per frame too; a command wakes it at once.
+    """
 
     def __init__(self, open_source: Callable[[], Source], fmt: AudioFormat,
-                 sink: FrameSink, *, buffer_seconds: float = 10.0,
+                 sink: FrameSink, *, frame_periods: int = 1, buffer_seconds: float = 10.0,
                  on_device: Callable[[bool, str], None] | None = None,
                  on_first_send: Callable[[float], None] | None = None,
                  clock: Callable[[], float] = time.monotonic,
@@ -44,6 +56,8 @@ class Mic:
         self._clock = clock
         self._backoff = backoff or device_backoff
         self._silence = fmt.silence()
+        self._frame_periods = max(1, frame_periods)
+        self._frame_bytes = self._frame_periods * fmt.period_bytes
         # The uplink state below is written by the session's thread and read by the mic thread
         # once per period. The lock makes a command and a frame's handling atomic with respect to
         # each other, so a command takes effect exactly at a frame boundary: the next frame read
@@ -53,7 +67,13 @@ class Mic:
         self._mode = UplinkMode.OFF
         self._first_pending = False
         self._buffer: collections.deque[bytes] = collections.deque()
-        self._buffer_max = max(1, math.ceil(buffer_seconds / fmt.period_seconds))
+        self._buffer_max = max(1, math.ceil(buffer_seconds / fmt.period_seconds / self._frame_periods))
+        # The uplink frame being assembled, period by period; its capacity is reserved once.
+        self._frame = bytearray(self._frame_bytes)
+        self._frame_len = 0
+        self._frame_live = False  # its last period is the microphone's (not silence)
+        # Frames ready for the sink, in order (mic thread only; see _send()).
+        self._outgoing: collections.deque[bytes] = collections.deque()
         self._overflow = Throttle(5.0, clock)
         self._dropped = 0
         self._recent: collections.deque[bytes] = collections.deque(maxlen=_LEVEL_FRAMES)
@@ -66,6 +86,9 @@ class Mic:
         self.frames_read = 0
         self.frames_sent = 0
         self._closed_xruns = 0
+        # Mic thread only: the gate as the thread last saw it. Periods already captured when a
+        # command arrives are treated the old way (they were heard before it); see _read_step().
+        self._gate_seen = False
 
     # --- commands (any thread) -----------------------------------------------------------
 
@@ -98,14 +121,16 @@ class Mic:
                 return
             if mode is UplinkMode.OFF or mode is UplinkMode.BUFFER:
                 self._buffer.clear()  # off: nothing waits; buffer: the press edge starts afresh
+                self._frame_len = 0
             if mode is not UplinkMode.OFF:
                 # The turn's first byte is the first frame sent (or buffered) from now on.
                 self._first_pending = True
             self._mode = mode
             if mode is UplinkMode.STREAM:
                 # Flush now, not at the next period: a message the caller sends after this
-                # returns (ForceEndTurn) must follow the buffered words on the wire.
-                self._flush_buffer()
+                # returns (ForceEndTurn) must follow the buffered words on the wire, the frame
+                # being assembled included.
+                self._flush_buffer(partial=True)
         # After the change, not before: a mic thread going idle re-checks the state once woken.
         self._wake.set()
 
@@ -148,13 +173,31 @@ class Mic:
 
     # --- the mic thread --------------------------------------------------------------------
 
-    def _handle(self, raw: bytes) -> None:
-        """One period, from the device or the silence pacer: discard, buffer or send it."""
+    def _handle(self, raw: bytes, gate: bool | None = None) -> None:
+        """One period, from the device or the silence pacer: discard it, or add it to the frame.
+
+        `gate`: the gate that applied when the period was captured, if the thread knows it
+        (None: the current one). A whole frame is then buffered or sent; so is a partial one
+        at the start of a turn (its first byte leaves at once) or when a backlog is waiting.
+        """
         with self._lock:
-            frame = raw if self._gate else self._silence
+            live = self._gate if gate is None else gate
             if self._mode is UplinkMode.OFF:
+                self._frame_len = 0
                 return
-            if self._mode is UplinkMode.BUFFER:
+            if not live:
+                self._send_last_words()
+            end = self._frame_len + len(raw)
+            self._frame[self._frame_len:end] = raw if live else self._silence
+            self._frame_len = end
+            self._frame_live = live
+            streaming = self._mode is UplinkMode.STREAM
+            if end < self._frame_bytes and not (
+                    streaming and ((self._first_pending and live) or self._buffer)):
+                return
+            frame = bytes(memoryview(self._frame)[:end])
+            self._frame_len = 0
+            if not streaming:
                 if len(self._buffer) >= self._buffer_max:
                     self._buffer.popleft()
                     self._dropped += 1
@@ -162,24 +205,97 @@ class Mic:
                     if held is not None:
                         log.warning("connect buffer full (%.1f s): dropping the oldest "
                                     "audio (%d frames so far)",
-                                    self._buffer_max * self._fmt.period_seconds, self._dropped)
+                                    self._buffer_max * self._frame_bytes / self._fmt.bytes_per_second,
+                                    self._dropped)
                 self._buffer.append(frame)
                 return
             # Streaming: what was buffered goes first, so the server hears the press edge onward
-            # in order.
-            self._flush_buffer()
+            # in order; _send() hands the frame over before the thread next blocks.
+            if self._buffer:
+                self._flush_buffer()
             self._note_first_send()
-            self._sink.uplink(frame)
+            self._outgoing.append(frame)
             self.frames_sent += 1
 
-    def _flush_buffer(self) -> None:
-        """Send what the connect buffer holds, in order (the caller holds the lock; send()
-        only enqueues, so this is cheap)."""
+    def _send(self) -> None:
+        """Hand the frames ready to go to the sink; called just before the thread blocks.
+
+        Sending wakes the socket's thread, which then needs the interpreter lock: handed over
+        as this thread goes to sleep, it gets it at once instead of waking twice. Under the lock,
+        as a command may flush too (send() only enqueues, so holding it is cheap).
+        """
+        if self._outgoing:
+            with self._lock:
+                while self._outgoing:
+                    self._sink.uplink(self._outgoing.popleft())
+
+    def _periods_due(self) -> int:
+        """Periods to read before the next frame leaves (one when it should leave at once)."""
+        with self._lock:
+            if self._mode is UplinkMode.STREAM and (self._buffer or (self._first_pending and self._gate)):
+                return 1
+            left = self._frame_bytes - self._frame_len
+        return max(1, -(-left // self._fmt.period_bytes))
+
+    def _read_step(self, source: Source) -> None:
+        """Read the periods of the next frame: sleep until they are captured, then read them.
+
+        The sleep is on the command event. Woken by a command, the thread reads only the
+        periods captured before it, with the gate they were captured under (the agent must
+        not hear the tail of its own voice because the gate opened while those periods
+        waited in the device), then looks at the new state.
+        """
+        need = self._periods_due() if self._frame_periods > 1 else 1
+        gate: bool | None = None
+        avail = _available(source) if need > 1 else None
+        if avail is not None:
+            period = self._fmt.period_frames
+            short = need * period - avail
+            # Sleep until the whole frame is in, plus a quarter period: the reads then return at
+            # once. (A read that blocks costs more than a timed wait: the device's own wake-ups
+            # come on top. A sound server delivers a period a little after it was captured.)
+            self._send()
+            if short > 0 and self._wake.wait((short + period / 4) / self._fmt.rate):
+                self._wake.clear()
+                after = _available(source)
+                need = min(need, (after or 0) // period)
+            gate = self._gate_seen
+        for _ in range(need):
+            self._send()
+            raw = source.read()
+            self.frames_read += 1
+            self._recent.append(raw)
+            self._handle(raw, gate)
+        with self._lock:
+            if not self._gate:
+                self._send_last_words()
+            self._gate_seen = self._gate
+
+    def _send_last_words(self) -> None:
+        """Under the lock, streaming, the gate just shut (a release): the frame holding the
+        user's last words leaves now, short, rather than after up to a frame of silence; what
+        the caller sends once the mic has seen the release then follows them on the wire."""
+        if self._frame_live and self._frame_len and self._mode is UplinkMode.STREAM:
+            self._outgoing.append(bytes(memoryview(self._frame)[:self._frame_len]))
+            self._frame_len = 0
+            self.frames_sent += 1
+        self._frame_live = False
+
+    def _flush_buffer(self, partial: bool = False) -> None:
+        """Send the frames ready, then what the connect buffer holds, in order (and, if asked,
+        the frame being assembled); the caller holds the lock. send() only enqueues."""
+        while self._outgoing:
+            self._sink.uplink(self._outgoing.popleft())
         if self._buffer:
             self._note_first_send()
             while self._buffer:
                 self._sink.uplink(self._buffer.popleft())
                 self.frames_sent += 1
+        if partial and self._frame_len:
+            self._note_first_send()
+            self._sink.uplink(bytes(memoryview(self._frame)[:self._frame_len]))
+            self._frame_len = 0
+            self.frames_sent += 1
 
     def _note_first_send(self) -> None:
         if self._first_pending:
@@ -206,7 +322,7 @@ class Mic:
     def _wait_for_device(self, delays: Iterator[float]) -> bool:
         """Wait out one backoff step, keeping the uplink fed with silence; False when stopping."""
         deadline = self._clock() + next(delays)
-        period = self._fmt.period_seconds
+        period = self._fmt.period_seconds * self._frame_periods
         next_frame = self._clock() + period
         while not self._stop.is_set():
             now = self._clock()
@@ -214,11 +330,13 @@ class Mic:
                 return True
             # Pace silence by the clock so a missing microphone never starves the socket; the
             # wait is on the stop event so stop() is immediate.
+            self._send()
             if self._stop.wait(max(0.0, min(next_frame, deadline) - now)):
                 return False
             if self._clock() >= next_frame:
                 next_frame += period
-                self._handle(self._silence)
+                for _ in range(self._frame_periods):
+                    self._handle(self._silence)
         return False
 
     def _idle(self) -> bool:
@@ -236,6 +354,7 @@ class Mic:
         pause = getattr(self._source, "pause", None)
         if pause is None:
             return True  # a source that cannot stop is simply read and discarded
+        self._send()
         self._wake.clear()
         if not self._idle():  # a command raced in between the check and the clear
             return True
@@ -249,6 +368,48 @@ class Mic:
             self._wake.clear()
             if not self._idle():
                 return True
+        return False
+
+    def _silent(self) -> bool:
+        """Only silence would leave the mic (a socket, the gate shut): capture can stop."""
+        with self._lock:
+            return self._mode is not UplinkMode.OFF and not self._gate
+
+    def _pace_silence(self) -> bool:
+        """Stop the capture stream and send silence frames by the clock until the gate opens or
+        the uplink goes off; False when stopping.
+
+        Connected and nobody talking (half duplex, button up, or the agent speaking), reading
+        the microphone only to replace it with silence cost the device's wake-ups and the
+        thread's reads; the socket still gets a frame of silence at the frame cadence, so the
+        server never sees it quiet. The stream restarts on the next read when the gate opens,
+        and the press edge's period is captured from then on.
+        """
+        pause = getattr(self._source, "pause", None)
+        if pause is None:
+            return True  # a source that cannot stop is read, and silence sent in its place
+        self._send()
+        self._wake.clear()
+        if not self._silent():  # a command raced in between the check and the clear
+            return True
+        try:
+            pause()
+        except AudioDeviceError:
+            return True  # the next read reports the device properly
+        self.pauses += 1
+        frame = self._fmt.period_seconds * self._frame_periods
+        due = self._clock() + frame
+        while not self._stop.is_set():
+            # On the command event: a press opens the gate within a millisecond of the edge.
+            self._send()
+            if self._wake.wait(max(0.0, due - self._clock())):
+                self._wake.clear()
+                if not self._silent():
+                    return True
+                continue
+            due += frame
+            for _ in range(self._frame_periods):
+                self._handle(self._silence)
         return False
 
     def _run(self) -> None:
@@ -276,8 +437,10 @@ class Mic:
                     failed = False
                 if self._idle() and not self._sleep_while_idle():
                     break
+                if self._silent() and not self._pace_silence():
+                    break
                 try:
-                    raw = self._source.read()
+                    self._read_step(self._source)
                 except AudioDeviceError as exc:
                     log.debug("microphone lost: %s", exc)
                     self._close_source()
@@ -289,9 +452,6 @@ class Mic:
                     if not self._wait_for_device(delays):
                         break
                     continue
-                self.frames_read += 1
-                self._recent.append(raw)
-                self._handle(raw)
                 delays = None  # a good read ends the outage: the next one starts the backoff afresh
         finally:
             self._close_source()

@@ -230,12 +230,13 @@ class Speaker:
 
     def _step(self) -> None:
         """Handle one interrupt, one queued item, or one idle tick."""
+        busy = self._active or self._cur is not None or bool(self._pending)
+        # While something sounds, wake when the device is about to need us (tail flush, drain
+        # detection), not on a fixed tick; otherwise sleep until a command notifies us.
+        timeout = self._busy_timeout() if busy else _IDLE_WAIT
         with self._cond:
             if self._interrupt is None and not self._items and not self._stop.is_set():
-                # Poll the device once a period while something is sounding (drain detection,
-                # tail flush); otherwise sleep until a command notifies us.
-                busy = self._active or self._cur is not None or bool(self._pending)
-                self._cond.wait(self._fmt.period_seconds if busy else _IDLE_WAIT)
+                self._cond.wait(timeout)
             interrupt = self._take_interrupt()
             item = self._items.popleft() if interrupt is None and self._items else None
             if item is not None and item.kind == _AUDIO:
@@ -246,6 +247,18 @@ class Speaker:
             self._do_item(item)
         else:
             self._idle_tick()
+
+    def _busy_timeout(self) -> float:
+        """Seconds until the device has played down to where the idle tick has work to do."""
+        if self._sink is None or not self._active:
+            return self._fmt.period_seconds
+        queued = self._sink.delay_frames()
+        if self._pending:
+            # A short tail goes in only when nothing came for a period and about a period is
+            # left to play: padding it any sooner would put silence into audio still arriving.
+            queued -= self._fmt.period_frames
+            return min(_IDLE_WAIT, max(self._fmt.period_seconds, queued / self._fmt.rate))
+        return min(_IDLE_WAIT, max(0.001, queued / self._fmt.rate + 0.001))
 
     def _take_interrupt(self) -> tuple[float, int] | None:
         """Under the lock: claim a pending interrupt and remove the queued audio it covers."""
@@ -298,6 +311,13 @@ class Speaker:
             self._started = False
             self._frames = 0
             self._pending.clear()
+        if not self._pending and len(item.data) % self._period == 0:
+            # The usual case (the agent sends whole periods): written from the chunk itself;
+            # what an interrupt cut short is kept as pending, so the interrupt counts it.
+            written = self._write_reply(item.data, pad=False)
+            if written < len(item.data):
+                self._pending += memoryview(item.data)[written:]
+            return
         self._pending += item.data
         whole = len(self._pending) - len(self._pending) % self._period
         if whole:
@@ -312,62 +332,70 @@ class Speaker:
         return self._write_all(data, pad=pad, reply=True)
 
     def _write_all(self, data: bytes, *, pad: bool, reply: bool = False) -> int:
-        """Write period by period, stopping early if an interrupt arrives; returns bytes written.
+        """Write whole periods, as many per write() as the device has room for, stopping early
+        if an interrupt arrives; returns bytes written (without padding).
 
-        For reply audio, each period is counted as it is written (a write can raise half way
-        through a chunk) and the first one emits PlaybackStarted.
+        pad: the last partial period is padded with silence (else it is left unwritten). For
+        reply audio, each write is counted as it is done (a later one can raise) and the
+        first one emits PlaybackStarted.
         """
+        total = len(data)
+        if pad and total % self._period:
+            data = bytes(data) + self._pad * (self._period - total % self._period)
         view = memoryview(data)
+        whole = len(view) - len(view) % self._period
         done = 0
         sink = self._sink
         assert sink is not None
         fb = self._fmt.frame_bytes
-        while done < len(view):
-            # Checked before every period so an interrupt is honoured within one period even in
-            # the middle of a long chunk. A plain attribute read: the lock is not needed to see it.
+        while done < whole:
+            # Checked before every write so an interrupt is honoured at once even in the middle
+            # of a long chunk. A plain attribute read: the lock is not needed to see it.
             if self._interrupt is not None or self._stop.is_set():
                 break
-            chunk = bytes(view[done:done + self._period])
-            real = len(chunk)
-            if real < self._period:
-                if not pad:
-                    break
-                chunk += self._pad * (self._period - real)
-            self._wait_for_room(sink)
+            size = self._wait_for_room(sink, whole - done)
             if self._interrupt is not None or self._stop.is_set():
                 break
-            sink.write(chunk)
+            sink.write(view[done:done + size])
             self._active = True
-            self.periods_written += 1
-            done += real
+            self.periods_written += size // self._period
+            real = min(size, total - done)
+            done += size
             if reply and self._cur is not None:
                 self._frames += real // fb
                 if not self._started:
                     self._started = True
                     self._emit(PlaybackStarted(self._cur, self._clock()))
-        return done
+        return min(done, total)
 
-    def _wait_for_room(self, sink: Sink) -> None:
-        """Wait until the device can take a whole period, on the condition rather than in write().
+    def _wait_for_room(self, sink: Sink, want: int) -> int:
+        """Wait until the device has room, on the condition rather than in write(); returns how
+        many bytes (whole periods, at most `want`) to write now.
 
         A blocking write() cannot be cut short; this wait can: interrupt() notifies it, so the
-        drop happens within a millisecond or so instead of after the period being written.
-        A sink that does not say its buffer size is simply written to (write() blocks instead).
+        drop happens within a millisecond or so of the request. With a backlog the writes are
+        half a buffer each, so a long buffer costs few wake-ups. A sink that does not say its
+        buffer size is written one period at a time (write() blocks instead).
         """
         buffer = int(getattr(sink, "buffer_frames", 0) or 0)
-        need = self._fmt.period_frames
-        if buffer < 2 * need:
-            return
+        period = self._fmt.period_frames
+        if buffer < 2 * period:
+            return min(want, self._period)
+        fb = self._fmt.frame_bytes
+        # What is worth a wake-up: half the buffer (whole periods), or all that is wanted.
+        target = min(want, max(period, buffer // 2 // period * period) * fb)
         deadline = self._clock() + 4 * buffer / self._fmt.rate  # a stuck device: let write() block
         while True:
-            free = buffer - sink.delay_frames()
-            if free >= need or self._clock() >= deadline:
-                return
+            free = (buffer - sink.delay_frames()) // period * period * fb
+            if free >= target:
+                return min(want, free)
+            if self._clock() >= deadline:
+                return min(want, self._period)
             with self._cond:
                 if self._interrupt is not None or self._stop.is_set():
-                    return
+                    return 0
                 # Sleep about as long as the device needs to play out the missing room.
-                self._cond.wait(max(0.001, (need - free) / self._fmt.rate))
+                self._cond.wait(max(0.001, (target - free) / fb / self._fmt.rate))
 
     def _flush_tail(self) -> None:
         """Pad the current reply's partial period with silence and write it."""

@@ -28,6 +28,7 @@ def cross_checks(cfg: Config, problem: Problem, has: Reported) -> None:
     _board(cfg, problem)
     _session(cfg, problem)
     _audio(cfg, problem)
+    _uplink_frame(cfg, problem, has)
     _pins(cfg, problem, has)
     _pixels(cfg, problem)
     _functions(cfg, problem)
@@ -87,6 +88,21 @@ def _audio(cfg: Config, problem: Problem) -> None:
     if out.encoding == "linear16" and out.sample_rate not in _LINEAR16_RATES:
         problem("audio.output.sample_rate", "linear16 output supports 8000, 16000, 24000, "
                                             "32000 or 48000")
+
+
+def _uplink_frame(cfg: Config, problem: Problem, has: Reported) -> None:
+    """The uplink frame is built of whole capture periods and must fit the capture buffer."""
+    inp = cfg.audio.input
+    if has("audio.input") or inp.period_ms <= 0:
+        return  # a key of its own is wrong already; the rule says nothing more
+    if inp.frame_ms % inp.period_ms:
+        problem("audio.input.frame_ms", f"must be a multiple of audio.input.period_ms "
+                                        f"({inp.period_ms})")
+    elif inp.periods * inp.period_ms < inp.frame_ms + 2 * inp.period_ms:
+        # The thread sleeps while a frame is captured; the buffer must hold it with room to spare.
+        problem("audio.input.periods", f"the capture buffer ({inp.periods} x {inp.period_ms} ms) "
+                                       f"must hold audio.input.frame_ms ({inp.frame_ms}) plus two "
+                                       "periods")
 
 
 def _pins(cfg: Config, problem: Problem, has: Reported) -> None:

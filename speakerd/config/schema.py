@@ -127,6 +127,9 @@ class AudioInputConfig:
     # Deep on purpose: capture latency is one period whatever the buffer, and 200 ms rides out
     # a stall of the mic thread (e.g. while the socket connects) without losing speech.
     periods: int = _opt(10, min=2, max=32)
+    # Audio per uplink message: a whole number of periods. 80 ms is what Deepgram advises for
+    # Flux; each message costs a thread hop and a websocket frame, so fewer cost less CPU.
+    frame_ms: int = _opt(80, min=5, max=250)
     connect_buffer_seconds: float = _opt(10.0, min=0.5, max=60)
 
 
@@ -136,8 +139,10 @@ class AudioOutputConfig:
     device: str = "default"
     sample_rate: int = _opt(24000, min=8000, max=48000)
     encoding: str = _opt("linear16", choices=("linear16", "mulaw"))
+    # A deep buffer on purpose: an interruption is drop(), which discards the whole buffer at
+    # once, so its length costs no barge-in time, and a chunk of agent audio fits in one write.
     period_ms: int = _opt(20, min=5, max=100)
-    periods: int = _opt(3, min=2, max=32)
+    periods: int = _opt(10, min=2, max=32)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,19 @@ from .patterns import RGB, state_colors
 log = logging.getLogger(__name__)
 
 
+# Steps a second of a fade. Each step wakes gpiozero's animation thread, which ran at 25 a
+# second for the whole of every reply (a pulse while speaking): 10 is still a smooth breath
+# on a status LED. A short fade gets at least MIN_FADE_STEPS steps.
+PULSE_FPS = 10.0
+MIN_FADE_STEPS = 4
+
+
+def fade_fps(fade_in_time: float, fade_out_time: float) -> float:
+    """The step rate of a pulse: PULSE_FPS, or faster when a fade would have too few steps."""
+    fades = [t for t in (fade_in_time, fade_out_time) if t > 0]
+    return max([PULSE_FPS] + [MIN_FADE_STEPS / t for t in fades])
+
+
 class _DimmablePWMLED(PWMLED):
     """A PWMLED whose every write is scaled, so gpiozero's own blink and pulse honour brightness."""
 
@@ -21,6 +34,22 @@ class _DimmablePWMLED(PWMLED):
 
     def _write(self, value: Any) -> None:
         super()._write(value * self.scale)
+
+    def _blink_device(self, on_time: float, off_time: float, fade_in_time: float,
+                      fade_out_time: float, n: int | None, fps: float = 25) -> None:
+        # gpiozero's own animation, at our step rate (its pulse() has no rate argument).
+        super()._blink_device(on_time, off_time, fade_in_time, fade_out_time, n,
+                              fade_fps(fade_in_time, fade_out_time))
+
+
+class _CalmRGBLED(RGBLED):
+    """An RGBLED whose pulse steps at PULSE_FPS, like the PWM LED's."""
+
+    def _blink_device(self, on_time: float, off_time: float, fade_in_time: float,
+                      fade_out_time: float, on_color: Any, off_color: Any, n: int | None,
+                      fps: float = 25) -> None:
+        super()._blink_device(on_time, off_time, fade_in_time, fade_out_time, on_color,
+                              off_color, n, fade_fps(fade_in_time, fade_out_time))
 
 
 class GpioLight:
@@ -32,7 +61,7 @@ class GpioLight:
         self.device: LED | _DimmablePWMLED | RGBLED
         if cfg.kind == "rgb":
             red, green, blue = cfg.pins
-            self.device = RGBLED(red, green, blue, active_high=cfg.active_high, pwm=True)
+            self.device = _CalmRGBLED(red, green, blue, active_high=cfg.active_high, pwm=True)
         elif cfg.kind == "pwm":
             self.device = _DimmablePWMLED(cfg.pins[0], active_high=cfg.active_high)
         else:

@@ -89,3 +89,11 @@ def test_the_ca_file_makes_a_local_server_trusted_and_only_it(
         assert isinstance(events[0], wanted), events
         if wanted is AgentDisconnected:
             assert "certificate" in events[0].reason.lower() or "verify" in events[0].reason.lower()
+
+
+def test_plain_loopback_ws_loads_no_ca_store() -> None:
+    """A ws:// link (loopback only) builds no TLS context, so the CA store is never loaded."""
+    link = AgentLink(url="ws://127.0.0.1:1/v1/agent/converse", api_key="k",
+                     dialect=protocol.Dialect.V1, settings=protocol.encode_settings(Config(), "v1"),
+                     on_event=lambda event: None, on_audio=lambda link, pcm: None)
+    assert link._sslopt() == {}

@@ -54,7 +54,7 @@ def test_sink_writes_bit_exact(alsa_files: AlsaFiles) -> None:
 
 def test_sink_mulaw(alsa_files: AlsaFiles) -> None:
     """A mu-law sink opens with one byte per frame and passes bytes through unchanged."""
-    sink = open_sink(alsa_files.output_config(encoding="mulaw", sample_rate=8000))
+    sink = open_sink(alsa_files.output_config(encoding="mulaw", sample_rate=8000, period_ms=20))
     assert sink.fmt.period_bytes == 160
     data = bytes(range(256)) * 5
     sink.write(data[:1120])

@@ -161,6 +161,32 @@ def test_capture_runs_at_real_time_and_matches_fixture(pulse_audio: PulseServer)
     assert elapsed >= 0.9 * audio_seconds
 
 
+def test_capture_in_frames_of_four_periods_matches_fixture(pulse_audio: PulseServer) -> None:
+    """Read a frame at a time (the thread sleeps while it is captured), the capture is still
+    bit-exact and every message after the first carries four periods."""
+    speech = load_wav("hello")
+    up = Uplink()
+    mic = Mic(lambda: open_source(pulse_audio.input_config()), FMT, up, frame_periods=4)
+    mic.set_gate(True)
+    mic.set_uplink(UplinkMode.STREAM)
+    mic.start()
+    try:
+        up.wait_for(lambda f: len(f) >= 3)  # the capture stream is running
+        n0 = len(up.snapshot())
+        proc = pulse_audio.play_into_mic(speech)
+        assert wait_until(lambda: not proc.alive())
+        need = n0 + len(speech) // (4 * PERIOD) + 8
+        up.wait_for(lambda f: len(f) >= need)
+        frames = up.snapshot()
+    finally:
+        mic.stop()
+    assert {len(f) for f in frames[1:]} == {4 * PERIOD}
+    first, last = nonzero_span(speech)
+    core = speech[(first + 160) * 2:(last + 1) * 2]
+    assert b"".join(frames[n0:]).find(core) >= 0, "the spoken fixture is not in the capture"
+    assert mic.xruns == 0
+
+
 def test_sound_server_crash_is_survived(own_pulse_server: PulseServer) -> None:
     """When the sound server dies mid-reply, mic and speaker report it, keep the uplink fed,
     and come back when it returns."""
@@ -172,6 +198,7 @@ def test_sound_server_crash_is_survived(own_pulse_server: PulseServer) -> None:
               backoff=quick_backoff)
     speaker = Speaker(lambda: open_sink(pa.output_config()), FMT, on_event=events,
                       on_device=spk_dev, backoff=quick_backoff)
+    mic.set_gate(True)  # reading the device (a shut gate stops the stream and sends silence)
     mic.set_uplink(UplinkMode.STREAM)
     mic.start()
     speaker.start()

@@ -14,6 +14,7 @@ from gpiozero.pins.mock import MockFactory, MockPin
 from speakerd.config import LedConfig, Pattern
 from speakerd.events import State
 from speakerd.leds import HISTORY_MAX, StatusLeds, parse_color
+from speakerd.leds.gpio import MIN_FADE_STEPS, PULSE_FPS, fade_fps
 from tests.support.alsa import wait_until
 
 WAIT = 5.0  # generous upper bound for every polled wait
@@ -258,3 +259,31 @@ def test_failed_construction_releases_claimed_pins(mock_pins: MockFactory,
     leds = make_leds(LedConfig(kind="led", pins=("GPIO22",), patterns=PATTERNS))
     leds.show(State.LISTENING)
     assert mock_pins.pin("GPIO22").state == 1
+
+
+def test_pulse_steps_at_the_calm_rate(mock_pins: MockFactory,
+                                      make_leds: Callable[..., StatusLeds]) -> None:
+    """A 0.6 s fade takes 0.6 x PULSE_FPS steps (6), not gpiozero's 25 a second (15)."""
+    patterns = {**PATTERNS, State.SPEAKING: Pattern("pulse", 0.6, 0.6)}
+    leds = make_leds(LedConfig(kind="pwm", pins=("GPIO25",), patterns=patterns))
+    pin = mock_pins.pin("GPIO25")
+    start = len(pin.states)
+    leds.show(State.SPEAKING)
+    fps = fade_fps(0.6, 0.6)
+    assert fps == PULSE_FPS
+    steps = int(fps * 0.6)
+    # One whole breath: the fade in, full, the fade out, off; wait for the next one to begin.
+    assert wait_until(lambda: sum(1 for s in list(pin.states)[start:] if s.state == 1.0) >= 2,
+                      WAIT)
+    levels = {round(s.state, 6) for s in list(pin.states)[start:]}
+    expected = ({round(i / fps / 0.6, 6) for i in range(steps)}
+                | {round(1 - i / fps / 0.6, 6) for i in range(steps)} | {0.0, 1.0})
+    assert levels == expected
+    leds.show(State.IDLE)
+
+
+def test_fade_rate_keeps_a_short_fade_smooth() -> None:
+    """A fade too short for PULSE_FPS gets MIN_FADE_STEPS steps instead."""
+    assert fade_fps(0.2, 0.6) == pytest.approx(MIN_FADE_STEPS / 0.2)
+    assert fade_fps(2.0, 2.0) == PULSE_FPS
+    assert fade_fps(0.0, 0.0) == PULSE_FPS

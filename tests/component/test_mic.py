@@ -319,3 +319,111 @@ def test_a_mic_thread_that_will_not_stop_is_kept_not_doubled(
     stop_mic(mic, sources)
     assert not mic.alive()
     assert len(sources) == 1
+
+
+def test_periods_are_grouped_into_frames_bit_exact(alsa_files: AlsaFiles,
+                                                   sources: list[SteeredSource]) -> None:
+    """With frame_periods=4 each message carries four periods, and together they equal the capture."""
+    frames = frames_of(ramp(320 * 40))
+    alsa_files.set_mic(b"".join(frames), pad_seconds=0)
+    up = Uplink()
+    mic = Mic(opener(alsa_files, sources, 40), FMT, up, frame_periods=4)
+    mic.set_gate(True)
+    mic.set_uplink(UplinkMode.STREAM)
+    mic.start()
+    try:
+        up.wait_for(lambda f: len(f) >= 10)
+        assert sources[0].exhausted.wait(WAIT)
+        sent = up.snapshot()
+        # The first message leaves after one period (the turn's first byte goes at once); the
+        # last three periods wait for a fourth that never comes.
+        assert [len(x) for x in sent] == [PERIOD] + [4 * PERIOD] * 9
+        assert b"".join(sent) == b"".join(frames[:37])
+        assert mic.frames_sent == 10 and mic.frames_read == 40
+    finally:
+        stop_mic(mic, sources)
+
+
+def test_a_warm_press_sends_its_first_period_at_once(alsa_files: AlsaFiles,
+                                                     sources: list[SteeredSource]) -> None:
+    """Streaming silence in frames of four periods, the gate opening mid-frame sends that frame as
+    soon as it holds one live period: silence so far, then the press edge's period."""
+    frames = frames_of(ramp(320 * 30))
+    alsa_files.set_mic(b"".join(frames), pad_seconds=0)
+    up = Uplink()
+    press, done = Hold(), Hold()
+    first_sends: list[float] = []
+    mic = Mic(opener(alsa_files, sources, 30, holds={10: press, 30: done}), FMT, up,
+              frame_periods=4, on_first_send=first_sends.append, clock=lambda: 7.0)
+    mic.set_uplink(UplinkMode.STREAM)
+    mic.start()
+    try:
+        press.wait()  # reads 0..9 done: two whole frames of silence and two periods of a third
+        first_sends.clear()
+        mic.set_gate(True)
+        press.release()
+        done.wait()
+        sent = up.snapshot()
+        assert sent[:2] == [SILENCE * 4] * 2
+        assert sent[2] == SILENCE * 2 + frames[10]  # left at once, one live period in it
+        assert first_sends == [7.0]
+        assert b"".join(sent[3:]) == b"".join(frames[11:30])[:len(b"".join(sent[3:]))]
+        assert all(len(x) == 4 * PERIOD for x in sent[3:])
+        done.release()
+    finally:
+        stop_mic(mic, sources)
+
+
+def test_connect_buffer_holds_frames_and_flushes_a_partial_one(
+        alsa_files: AlsaFiles, sources: list[SteeredSource]) -> None:
+    """Frames of four periods are buffered while connecting; once ready, the backlog and the
+    frame in progress leave together, in order, with nothing lost or doubled."""
+    frames = frames_of(ramp(320 * 30))
+    alsa_files.set_mic(b"".join(frames), pad_seconds=0)
+    up = Uplink()
+    ready, done = Hold(), Hold()
+    mic = Mic(opener(alsa_files, sources, 30, holds={10: ready, 30: done}), FMT, up,
+              frame_periods=4)
+    mic.set_gate(True)
+    mic.set_uplink(UplinkMode.BUFFER)
+    mic.start()
+    try:
+        ready.wait()  # ten periods read: two buffered frames, two periods in the third
+        assert up.snapshot() == [] and mic.buffered_frames == 2
+        mic.set_uplink(UplinkMode.STREAM)
+        ready.release()
+        done.wait()
+        sent = up.snapshot()
+        assert [len(x) for x in sent[:3]] == [4 * PERIOD, 4 * PERIOD, 3 * PERIOD]
+        assert b"".join(sent) == b"".join(frames[:len(b"".join(sent)) // PERIOD])
+        done.release()
+    finally:
+        stop_mic(mic, sources)
+
+
+def test_a_release_sends_the_last_words_at_once(alsa_files: AlsaFiles,
+                                                sources: list[SteeredSource]) -> None:
+    """The gate shutting mid-frame sends that frame short, live periods and all, instead of
+    completing it with silence first."""
+    frames = frames_of(ramp(320 * 30))
+    alsa_files.set_mic(b"".join(frames), pad_seconds=0)
+    up = Uplink()
+    release, done = Hold(), Hold()
+    mic = Mic(opener(alsa_files, sources, 30, holds={10: release, 30: done}), FMT, up,
+              frame_periods=4)
+    mic.set_gate(True)
+    mic.set_uplink(UplinkMode.STREAM)
+    mic.start()
+    try:
+        release.wait()  # reads 0..9 done: one period alone (the turn's first), two frames, two more
+        mic.set_gate(False)
+        release.release()
+        done.wait()
+        sent = up.snapshot()
+        assert sent[:3] == [frames[0], b"".join(frames[1:5]), b"".join(frames[5:9])]
+        # Period 9 was live; read 10 came after the release: the frame left with period 9 only.
+        assert sent[3] == frames[9]
+        assert all(x == SILENCE * 4 for x in sent[4:])
+        done.release()
+    finally:
+        stop_mic(mic, sources)

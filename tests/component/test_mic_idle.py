@@ -11,7 +11,7 @@ from speakerd.audio import AudioFormat, open_source
 from speakerd.emulator.sound import PulseServer
 from speakerd.mic import Mic
 from speakerd.uplink import UplinkMode
-from tests.support.alsa import wait_until
+from tests.support.alsa import load_wav, wait_until
 
 pytestmark = pytest.mark.realtime
 
@@ -50,4 +50,38 @@ def test_idle_mic_stops_capturing_and_a_press_restarts_it(pulse_audio: PulseServ
         assert wait_until(lambda: mic.pauses == 2, 10)
     finally:
         clock.stop()
+        mic.stop()
+
+
+def test_connected_with_a_shut_gate_sends_clock_paced_silence_without_reading(
+        pulse_audio: PulseServer) -> None:
+    """Streaming with the gate shut: the stream stops, silence frames still flow, and opening
+    the gate resumes capture so the microphone goes up again."""
+    cfg = pulse_audio.input_config()
+    fmt = AudioFormat.from_input(cfg)
+    sent: list[bytes] = []
+    lock = threading.Lock()
+
+    class Sent:
+        def uplink(self, frame: bytes) -> None:
+            with lock:
+                sent.append(frame)
+
+    mic = Mic(lambda: open_source(cfg), fmt, Sent(), frame_periods=4)
+    mic.set_uplink(UplinkMode.STREAM)
+    mic.start()
+    try:
+        assert wait_until(lambda: mic.pauses == 1, 10)
+        reads = mic.frames_read
+        assert wait_until(lambda: len(sent) >= 6, 10)
+        with lock:
+            assert set(sent) == {fmt.silence() * 4}
+        assert mic.frames_read == reads  # silence by the clock, not by reading the device
+        proc = pulse_audio.play_into_mic(load_wav("hello"))
+        mic.set_gate(True)
+        assert wait_until(lambda: not proc.alive(), 10)
+        assert wait_until(lambda: mic.frames_read >= reads + 20, 10)
+        with lock:
+            assert any(frame.strip(b"\0") for frame in sent)  # the microphone went up
+    finally:
         mic.stop()

@@ -279,7 +279,12 @@ def test_upper_case_choices_accept_any_case() -> None:
      "audio.output.sample_rate: mulaw output supports only 8000 or 16000"),
     ({"audio": {"output": {"sample_rate": 44100}}},
      "audio.output.sample_rate: linear16 output supports 8000, 16000, 24000, 32000 or 48000"),
-], ids=["backoff", "mulaw-rate", "linear16-rate"])
+    ({"audio": {"input": {"frame_ms": 90}}},
+     "audio.input.frame_ms: must be a multiple of audio.input.period_ms (20)"),
+    ({"audio": {"input": {"frame_ms": 160, "periods": 8}}},
+     "audio.input.periods: the capture buffer (8 x 20 ms) must hold audio.input.frame_ms (160) "
+     "plus two periods"),
+], ids=["backoff", "mulaw-rate", "linear16-rate", "frame-of-periods", "frame-fits-buffer"])
 def test_cross_checks_name_the_key(raw: Any, expected: str) -> None:
     """Rules spanning two keys name the key to change."""
     assert _problems(raw) == [expected]
