@@ -144,8 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Exit codes: 0 after a signal, 1 after a crash, 78 for a bad config. "
                                    "The API key comes from DEEPGRAM_API_KEY, the systemd credential "
                                    "deepgram_api_key, or agent.api_key_file; a provider's secrets "
-                                   "from the systemd credentials think_credentials and "
-                                   "speak_credentials, or agent.think/speak.credentials_file.")
+                                   "from the systemd credentials speakerd.think_credentials and "
+                                   "speakerd.speak_credentials, or "
+                                   "agent.think/speak.credentials_file.")
     p.add_argument("--config", default=DEFAULT_PATH, help=f"the YAML config (default {DEFAULT_PATH})")
     p.set_defaults(func=_run)
 

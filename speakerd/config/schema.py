@@ -15,8 +15,11 @@ EX_CONFIG = 78
 STATES = tuple(State)
 CREDENTIAL_NAME = "deepgram_api_key"
 # The systemd credentials holding each provider section's secrets (config.credentials).
-THINK_CREDENTIAL = "think_credentials"
-SPEAK_CREDENTIAL = "speak_credentials"
+# The systemd credentials holding a provider's secrets. The shipped unit loads them by name from
+# the system's credential store (/etc/credstore/<name>, root-only), so they are named for the
+# service: the store is shared by every unit.
+THINK_CREDENTIAL = "speakerd.think_credentials"
+SPEAK_CREDENTIAL = "speakerd.speak_credentials"
 
 
 class ConfigError(Exception):

@@ -390,6 +390,50 @@ def test_exit_78_is_not_restarted(service: Service, conversation: Conversation) 
         service.ensure_running()
 
 
+POLLY = {"provider": "aws_polly", "model": "neural", "voice_id": "Joanna", "language": "en-US",
+         "endpoint_url": "https://polly.us-east-1.amazonaws.com/v1/speech"}
+CREDSTORE = "/etc/credstore"
+POLLY_SECRET = "wJalrXUtnFEMI-system-tier-not-a-key"
+
+
+def test_a_provider_secret_reaches_the_service_from_the_credential_store(
+        service: Service, conversation: Conversation) -> None:
+    """aws_polly without its credential: exit 78 naming the key; with the root-only file in
+    /etc/credstore, the service runs, and the secret is nowhere in the journal."""
+    box = service.box
+    original = box.run(["cat", CONFIG]).stdout
+    polly = yaml.safe_load(original)
+    polly.setdefault("agent", {})["speak"] = dict(POLLY)
+    cred = f"{CREDSTORE}/speakerd.speak_credentials"
+    service.ensure_running()
+    try:
+        box.write(CONFIG, yaml.safe_dump(polly, sort_keys=False), "0640")
+        assert service.systemctl("restart", UNIT, check=False).returncode != 0
+        p = service.props_when("the unit failed", lambda p: p["ActiveState"] == "failed")
+        assert p["ExecMainStatus"] == "78"
+        poll("the key named in the journal", lambda: any(
+            "agent.speak.credentials_file" in str(e.get("MESSAGE"))
+            for e in service.journal("-u", UNIT)))
+        box.run(["install", "-d", "-m", "700", CREDSTORE])
+        box.write(cred, "credentials:\n  type: iam\n  region: us-east-1\n"
+                        f"  access_key_id: AKIASYSTEMTIER\n  secret_access_key: {POLLY_SECRET}\n",
+                  "0600")
+        service.systemctl("reset-failed", UNIT)
+        service.systemctl("restart", UNIT)
+        p = service.wait_running()
+        assert box.run(["stat", "-c", "%U %a", cred]).stdout.split() == ["root", "600"]
+        figure("provider secret from the credential store",
+               f"running (pid {p['MainPID']}), the file root 600")
+        journal = " ".join(str(e.get("MESSAGE")) for e in service.journal("-u", UNIT))
+        assert POLLY_SECRET not in journal
+    finally:
+        box.run(["rm", "-f", cred])
+        box.write(CONFIG, original, "0640")
+        service.systemctl("reset-failed", UNIT, check=False)
+        service.systemctl("restart", UNIT, check=False)
+        service.ensure_running()
+
+
 def test_a_hung_daemon_is_killed_by_the_watchdog_and_restarted(
         service: Service, conversation: Conversation) -> None:
     """SIGSTOP: no WATCHDOG=1 for WatchdogSec (3 s by a test drop-in), so systemd restarts it."""

@@ -208,7 +208,7 @@ def _polly(file: Path | str = "") -> Any:
 
 
 def test_secrets_come_from_the_systemd_credential_first(tmp_path: Path) -> None:
-    """$CREDENTIALS_DIRECTORY/speak_credentials wins over the file named in the YAML."""
+    """$CREDENTIALS_DIRECTORY/speakerd.speak_credentials wins over the file named in the YAML."""
     creds = tmp_path / "creds"
     creds.mkdir()
     (creds / SPEAK_CREDENTIAL).write_text(AWS_FILE, encoding="utf-8")
@@ -217,7 +217,7 @@ def test_secrets_come_from_the_systemd_credential_first(tmp_path: Path) -> None:
     secrets = load_provider_secrets(_polly(other), {"CREDENTIALS_DIRECTORY": str(creds)})
     assert secrets.speak.aws is not None and secrets.speak.aws.session_token == "tok"
     assert SECRET not in repr(secrets)
-    assert THINK_CREDENTIAL == "think_credentials"
+    assert THINK_CREDENTIAL == "speakerd.think_credentials"
 
 
 def test_secrets_from_a_root_only_file_and_a_warning_for_a_readable_one(
