@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from speakerd.config import CREDENTIAL_NAME, DEFAULT_PATH, LogConfig
+from speakerd.config import CREDENTIAL_NAME, DEFAULT_PATH, SPEAK_CREDENTIAL, THINK_CREDENTIAL, LogConfig
 from speakerd.control import DEFAULT_SOCKET, GROUP, SOCKET_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -133,14 +133,17 @@ def test_service_contract() -> None:
 
 
 def test_unit_paths_agree_with_the_config_defaults() -> None:
-    """The state directory, credential name and config path match what the daemon expects."""
+    """The state directory, credential names and config path match what the daemon expects."""
     state = Path(LogConfig().state_dir)
     assert state == Path("/var/lib") / _one("StateDirectory")
     # lgpio makes its FIFO in the working directory, which must be writable.
     assert Path(_one("WorkingDirectory")) == state
-    name, _, source = _one("LoadCredential").partition(":")
+    key, *providers = _values("LoadCredential")
+    name, _, source = key.partition(":")
     assert name == CREDENTIAL_NAME
     assert Path(source).parent == Path(DEFAULT_PATH).parent
+    # The providers' secrets by name only (from the credential store): optional at start.
+    assert providers == [THINK_CREDENTIAL, SPEAK_CREDENTIAL]
 
 
 def test_network_and_local_sockets_stay_allowed() -> None:
