@@ -391,10 +391,12 @@ def test_connect_buffer_holds_frames_and_flushes_a_partial_one(
         ready.wait()  # ten periods read: two buffered frames, two periods in the third
         assert up.snapshot() == [] and mic.buffered_frames == 2
         mic.set_uplink(UplinkMode.STREAM)
+        # At once, not at the next period: a ForceEndTurn sent next must follow these words.
+        assert [len(x) for x in up.snapshot()] == [4 * PERIOD, 4 * PERIOD, 2 * PERIOD]
         ready.release()
         done.wait()
         sent = up.snapshot()
-        assert [len(x) for x in sent[:3]] == [4 * PERIOD, 4 * PERIOD, 3 * PERIOD]
+        assert all(len(x) == 4 * PERIOD for x in sent[3:])
         assert b"".join(sent) == b"".join(frames[:len(b"".join(sent)) // PERIOD])
         done.release()
     finally:
