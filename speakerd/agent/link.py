@@ -17,7 +17,8 @@ from ..textsafe import shown
 from .frames import FrameRefused, close_code, read_message
 from .handshake import ConnectFailed, connect, describe
 
-log = logging.getLogger(__name__)
+# One logger for the package: its journal lines say speakerd.agent, whichever module writes them.
+log = logging.getLogger(__package__)
 
 # Enough for several seconds of uplink audio frames (40 s of 80 ms ones) if the network
 # hiccups; past that the oldest audio is dropped rather than letting memory grow without bound.
