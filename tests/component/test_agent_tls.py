@@ -14,6 +14,7 @@ from websockets.sync.server import serve
 
 from speakerd import protocol
 from speakerd.agent import AgentLink
+from speakerd.agent.handshake import sslopt
 from speakerd.config import Config
 from speakerd.events import AgentConnected, AgentDisconnected
 from tests.support.alsa import wait_until
@@ -70,7 +71,7 @@ def test_a_ca_file_adds_to_the_system_store(local_ca: tuple[Path, Path, Path]) -
     """With a ca_file the context trusts every system CA and this one, and still verifies names."""
     ca, _, _ = local_ca
     system = ssl.create_default_context().cert_store_stats()["x509_ca"]
-    context = _link(1, str(ca), [])._sslopt()["context"]
+    context = sslopt("wss://localhost:1/v1/agent/converse", str(ca))["context"]
     assert isinstance(context, ssl.SSLContext)
     assert context.cert_store_stats()["x509_ca"] == system + 1
     assert context.verify_mode is ssl.CERT_REQUIRED and context.check_hostname
@@ -93,7 +94,4 @@ def test_the_ca_file_makes_a_local_server_trusted_and_only_it(
 
 def test_plain_loopback_ws_loads_no_ca_store() -> None:
     """A ws:// link (loopback only) builds no TLS context, so the CA store is never loaded."""
-    link = AgentLink(url="ws://127.0.0.1:1/v1/agent/converse", api_key="k",
-                     dialect=protocol.Dialect.V1, settings=protocol.encode_settings(Config(), "v1"),
-                     on_event=lambda event: None, on_audio=lambda link, pcm: None)
-    assert link._sslopt() == {}
+    assert sslopt("ws://127.0.0.1:1/v1/agent/converse", "") == {}

@@ -7,7 +7,7 @@ import math
 import alsaaudio
 import pytest
 
-from speakerd import audio, chimes
+from speakerd import chimes
 from speakerd.audio import AudioDeviceError, AudioFormat, Throttle, open_sink, open_source
 from speakerd.config import AudioInputConfig, AudioOutputConfig
 from tests.support.alsa import AlsaFiles, load_wav, ramp, samples
@@ -93,7 +93,7 @@ class _GrantingPcm:
 
 def test_rate_mismatch_suggests_plughw(monkeypatch: pytest.MonkeyPatch) -> None:
     """A device that cannot do the rate is refused, closed, and a plughw: device is suggested."""
-    monkeypatch.setattr(audio.alsaaudio, "PCM", _GrantingPcm)
+    monkeypatch.setattr(alsaaudio, "PCM", _GrantingPcm)
     with pytest.raises(AudioDeviceError) as err:
         open_sink(AudioOutputConfig(device="hw:CARD=Device", sample_rate=16000))
     msg = str(err.value)

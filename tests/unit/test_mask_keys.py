@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from speakerd.agent import _MASK_KEYS, MaskKeys
+from speakerd.agent.frames import _MASK_KEYS, MaskKeys
 
 
 def test_keys_are_four_bytes_and_batches_are_used_up_in_order() -> None:

@@ -1,32 +1,25 @@
-"""The websocket to the Voice Agent: one connection's lifecycle and its rx/tx threads."""
+"""The websocket to the Voice Agent: one connection's lifecycle, its outbox and its rx/tx threads."""
 
 from __future__ import annotations
 
 import collections
 import logging
-import os
 import socket
-import ssl
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable
 
 import websocket
 
-from . import protocol
-from .events import AgentConnected, AgentDisconnected, AgentEventReceived
-from .textsafe import shown
+from .. import protocol
+from ..events import AgentConnected, AgentDisconnected, AgentEventReceived
+from ..textsafe import shown
+from .frames import FrameRefused, close_code, read_message
+from .handshake import ConnectFailed, connect, describe
 
-log = logging.getLogger(__name__)
+# One logger for the package: its journal lines say speakerd.agent, whichever module writes them.
+log = logging.getLogger(__package__)
 
-# A message (one frame or all fragments of one) larger than this is not one the agent sends:
-# refused from the frame's header, before its payload is read, and the link is dropped.
-MAX_MESSAGE = 1 << 20
-# Fragments of one message: each costs a frame header and a list item, so they are bounded too.
-MAX_FRAGMENTS = 4096
-# RFC 6455: a control frame (close, ping, pong) carries at most 125 bytes.
-MAX_CONTROL = 125
 # Enough for several seconds of uplink audio frames (40 s of 80 ms ones) if the network
 # hiccups; past that the oldest audio is dropped rather than letting memory grow without bound.
 # Only audio is ever dropped.
@@ -36,34 +29,6 @@ OUTBOX_FRAMES = 500
 MAX_CONTROL_QUEUED = 2000
 # A close handshake with a peer that stopped reading must not hold the tx thread long.
 CLOSE_SEND_TIMEOUT = 0.5
-_CLOSE = object()
-_MASK_KEYS = 256  # mask keys drawn from the OS at once: one getrandom() per 256 frames sent
-
-
-class MaskKeys:
-    """Websocket mask keys from os.urandom, drawn in batches rather than one call per frame.
-
-    Called by websocket-client for every frame it sends: from agent-tx, and from agent-rx
-    when it answers a ping, hence the lock.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pool = b""
-        self._at = 0
-
-    def __call__(self, length: int) -> bytes:
-        with self._lock:
-            if self._at + length > len(self._pool):
-                self._pool = os.urandom(max(length, 4) * _MASK_KEYS)
-                self._at = 0
-            key = self._pool[self._at:self._at + length]
-            self._at += length
-            return key
-
-
-class FrameRefused(Exception):
-    """A frame or message past a hard limit, or out of order: the link is dropped."""
 
 
 class AgentLink:
@@ -209,45 +174,11 @@ class AgentLink:
 
     # --- the write side ------------------------------------------------------------------
 
-    def _sslopt(self) -> dict[str, object]:
-        if not self.url.startswith("wss://"):
-            # Plain ws:// (loopback only) has no TLS: loading the system's CA store would cost
-            # 1.8 MB of memory for nothing.
-            return {}
-        # Verification stays on; a CA file adds to the system's trust store (e.g. a local test
-        # server's certificate), it does not replace it.
-        context = ssl.create_default_context()
-        if self._ca_file:
-            context.load_verify_locations(cafile=self._ca_file)
-        return {"context": context}
-
     def _tx_main(self) -> None:
-        ws: websocket.WebSocket | None = None
         try:
-            ws = websocket.WebSocket(sslopt=self._sslopt(), enable_multithread=True,
-                                     skip_utf8_validation=True)
-            ws.set_mask_key(MaskKeys())
-            options: dict[str, object] = {}
-            host = urllib.parse.urlsplit(self.url).hostname or ""
-            if self.url.startswith("ws://"):
-                # Plain ws:// is for this machine only: never through a proxy that would read it.
-                options["http_no_proxy"] = [host]
-            # The key goes only into this header, only to this URL: a redirect would re-send it
-            # wherever the Location points, so none is followed. websocket-client does not log
-            # headers unless its trace is enabled, which we never do.
-            ws.connect(self.url, header=[f"Authorization: Token {self._api_key}"],
-                       timeout=self._connect_timeout, redirect_limit=0, **options)
-        except websocket.WebSocketBadStatusException as exc:
-            self._report_down(_handshake_reason(exc.status_code), status=exc.status_code)
-            return
-        except Exception as exc:  # noqa: BLE001 - any connect failure is a disconnect with a reason
-            response = getattr(ws, "handshake_response", None)
-            status = getattr(response, "status", None)
-            if isinstance(status, int) and 300 <= status < 400:
-                self._report_down(f"the agent's server redirected the connection (HTTP {status}); "
-                                  "redirects are not followed", status=status)
-            else:
-                self._report_down(f"cannot connect: {_describe(exc)}")
+            ws = connect(self.url, self._api_key, timeout=self._connect_timeout, ca_file=self._ca_file)
+        except ConnectFailed as exc:
+            self._report_down(exc.reason, status=exc.status)
             return
         if self._closing.is_set():
             ws.shutdown()
@@ -261,7 +192,7 @@ class AgentLink:
         try:
             ws.send(self._settings)
         except Exception as exc:  # noqa: BLE001
-            self._report_down(f"connection lost: {_describe(exc)}")
+            self._report_down(f"connection lost: {describe(exc)}")
             ws.shutdown()
             return
         self._rx = threading.Thread(target=self._rx_main, args=(ws,), name="agent-rx", daemon=True)
@@ -315,7 +246,7 @@ class AgentLink:
                     last_ping = now
             except Exception as exc:  # noqa: BLE001 - a failed write means the link is gone
                 if not self._closing.is_set():  # a close cuts a blocked send short on purpose
-                    reason, requested = f"connection lost: {_describe(exc)}", False
+                    reason, requested = f"connection lost: {describe(exc)}", False
                 break
             finally:
                 self._sending = False
@@ -341,7 +272,7 @@ class AgentLink:
     def _rx_main(self, ws: websocket.WebSocket) -> None:
         while not self._closing.is_set():
             try:
-                opcode, data = _read_message(ws)
+                opcode, data = read_message(ws)
             except FrameRefused as exc:
                 self._lost(str(exc))
                 return
@@ -350,14 +281,14 @@ class AgentLink:
                 return
             except Exception as exc:  # noqa: BLE001
                 if not self._closing.is_set():
-                    self._lost(f"connection lost: {_describe(exc)}")
+                    self._lost(f"connection lost: {describe(exc)}")
                 return
             if opcode == websocket.ABNF.OPCODE_BINARY:
                 self._on_audio(self, data)
             elif opcode == websocket.ABNF.OPCODE_TEXT:
                 self._text(data)
             elif opcode == websocket.ABNF.OPCODE_CLOSE:
-                code = _close_code(data)
+                code = close_code(data)
                 self._lost(f"closed by the agent (code {code})" if code else "closed by the agent")
                 return
 
@@ -386,19 +317,6 @@ class AgentLink:
         self._on_event(AgentDisconnected(self, self._clock(), reason, status, requested))
 
 
-def _handshake_reason(status: int) -> str:
-    if status in (401, 403):
-        return f"the agent refused the API key (HTTP {status})"
-    if status == 429:
-        return "the agent is rate-limiting us (HTTP 429)"
-    return f"the agent refused the connection (HTTP {status})"
-
-
-def _describe(exc: BaseException) -> str:
-    # The text may come from the peer (a status line, a close reason): escaped and cut.
-    return shown(str(exc) or type(exc).__name__, 200)
-
-
 def _abort(ws: websocket.WebSocket) -> None:
     """Shut the socket both ways, waking a blocked recv() or send() in another thread.
 
@@ -411,70 +329,6 @@ def _abort(ws: websocket.WebSocket) -> None:
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-
-
-def _payload(frame: websocket.ABNF) -> bytes:
-    data = frame.data  # received frames carry bytes; the type also allows str for sending
-    return data if isinstance(data, bytes) else data.encode("latin-1")
-
-
-def _read_frame(ws: websocket.WebSocket, room: int) -> websocket.ABNF:
-    """One frame, its length checked from the header before any of its payload is read."""
-    fb = ws.frame_buffer
-    with fb.lock:
-        if fb.needs_header():
-            fb.recv_header()
-        if fb.needs_length():
-            fb.recv_length()
-        assert fb.header is not None and fb.length is not None
-        opcode, length = fb.header[4], fb.length
-    if opcode >= 0x8:
-        if length > MAX_CONTROL:
-            raise FrameRefused(f"the agent sent a {length}-byte control frame (limit {MAX_CONTROL})")
-    elif length > room:
-        raise FrameRefused(f"the agent sent a message over {MAX_MESSAGE} bytes "
-                           f"(a frame of {length} bytes); dropped from its header")
-    return ws.frame_buffer.recv_frame()  # the header is read: this reads the payload only
-
-
-def _read_message(ws: websocket.WebSocket) -> tuple[int, bytes]:
-    """One whole message (its fragments joined once, linearly), answering pings on the way."""
-    ABNF = websocket.ABNF
-    parts: list[bytes] = []
-    size = 0
-    opcode: int | None = None
-    while True:
-        frame = _read_frame(ws, MAX_MESSAGE - size)
-        op = frame.opcode
-        if op == ABNF.OPCODE_PING:
-            ws.pong(frame.data)
-            continue
-        if op == ABNF.OPCODE_PONG:
-            continue
-        if op == ABNF.OPCODE_CLOSE:
-            try:
-                ws.send_close()
-            except Exception:  # noqa: BLE001 - the peer may be gone already; we close either way
-                pass
-            return op, _payload(frame)
-        if op == ABNF.OPCODE_CONT:
-            if opcode is None:
-                raise FrameRefused("the agent sent a continuation frame outside a message")
-        elif opcode is not None:
-            raise FrameRefused("the agent started a message inside another one")
-        else:
-            opcode = op
-        data = _payload(frame)
-        parts.append(data)
-        size += len(data)
-        if len(parts) > MAX_FRAGMENTS:
-            raise FrameRefused(f"the agent sent a message in over {MAX_FRAGMENTS} fragments")
-        if frame.fin:
-            return opcode, parts[0] if len(parts) == 1 else b"".join(parts)
-
-
-def _close_code(data: bytes) -> int | None:
-    return int.from_bytes(data[:2], "big") if len(data) >= 2 else None
 
 
 def _type_of(text: str) -> str:
