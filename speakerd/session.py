@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import logging
-import queue
 import random
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from . import protocol
+from . import protocol, timers
 from .config import Config, ProviderSecrets
 from .connection import Connection, Link, Log, Runner
 from .events import (
@@ -30,8 +28,11 @@ from .events import (
     State,
     UplinkStarted,
 )
+from .inbox import Inbox
+from .playback import SPEAKING_STALL, ReplyTracker
 from .reconnect import Reconnect
 from .router import Router
+from .statusline import StatusLine, StatusSink
 from .textsafe import shown
 from .turns import Turn, TurnLog
 from .uplink import UplinkMode, uplink_policy
@@ -39,23 +40,10 @@ from .worker import Worker
 
 log = logging.getLogger(__name__)
 
-# How long `speaking` waits after local playback ran dry before it decides the reply is over
-# when the agent did not mark it complete. Long enough to ride out a pause between two of the
-# agent's sentences (ending early would open the mic under the agent's voice in half duplex);
-# the mark is missing only when something went wrong.
-DRAIN_GRACE = 1.5
 # How long the error pattern stays up before the speaker is usable again.
 ERROR_HOLD = 3.0
-# Speaking with no period written for this long: the playback device wedged in a write.
-SPEAKING_STALL = 5.0
-# The longest inbox wait: the loop otherwise sleeps until its next deadline, so an idle speaker
-# wakes rarely; this bound only guards against a deadline computed wrong.
-TICK = 2.0
-# Agent events waiting in the inbox. Only the network can outrun the session (button edges,
-# playback and function results come at human or bounded rates), so past this many the agent's
-# events are dropped and so is its link: it reconnects as after any drop. Nothing else is
-# ever dropped, a button edge least of all.
-MAX_QUEUED_AGENT_EVENTS = 1000
+# Each deadline's action clears its own; past this many in one tick one does not (a bug).
+MAX_ACTIONS_PER_TICK = 16
 
 _BUSY = (State.CONNECTING, State.LISTENING, State.THINKING, State.SPEAKING)
 
@@ -76,11 +64,6 @@ class SpeakerControl(Protocol):
 
 class LedControl(Protocol):
     def show(self, state: State) -> None: ...
-
-
-class StatusSink(Protocol):
-    def status(self, text: str) -> None: ...
-    def watchdog(self) -> None: ...
 
 
 @dataclass
@@ -107,51 +90,30 @@ class Session:
     last_error: str = ""
 
     def __post_init__(self) -> None:
-        # Posting must never block a gpiozero, audio or socket thread, so the queue has no
-        # maxsize: the agent's events are counted instead (MAX_QUEUED_AGENT_EVENTS), and the
-        # lock guards that count, which post() raises and the session thread lowers.
-        self._inbox: queue.Queue[Event | None] = queue.Queue()
-        self._inbox_lock = threading.Lock()
-        self._agent_queued = 0
-        self.inbox_peak = 0  # the most agent events ever waiting (figures)
+        self._inbox = Inbox()
         self._worker = Worker("session", self._run)
         self._link = Connection(self.cfg, self.connect, self.router,
                                 Reconnect(self.cfg.session, self.clock, self.rng), self.clock,
                                 runner=self.runner, convlog=self.convlog, secrets=self.secrets)
         self._reconnect = self._link.reconnect
         self._turns = TurnLog(self.clock)
+        self._reply = ReplyTracker()
+        self._status_line = StatusLine(self.status, self.watchdog_interval, self.clock)
         self._held = False              # hold mode: the button is down
         self._conversation = False      # toggle mode: a hands-free conversation is on
         self._handing_over = False      # hold mode: released while connecting
         self._deadline: float | None = None  # the current state's own timeout (thinking, error)
-        self._drained_at: float | None = None
-        self._playing = False           # agent audio is sounding, as the speaker reported it
-        self._progress = (0, 0.0)       # the speaker's periods written, and when they last grew
         self._heard = False             # the server heard something of this turn
         self._hangup_after_reply = False
         self._last_activity = self.clock()
         self._gate_live: bool | None = None
         self._uplink: UplinkMode | None = None
-        self._last_watchdog = 0.0
-        self._devices: dict[str, str] = {}
 
     # --- thread --------------------------------------------------------------------------
 
     def post(self, event: Event) -> None:
-        """Any thread: hand an event to the session; never blocks."""
-        if isinstance(event, AgentEventReceived):
-            with self._inbox_lock:
-                full = self._agent_queued >= MAX_QUEUED_AGENT_EVENTS
-                if not full:
-                    self._agent_queued += 1
-                    self.inbox_peak = max(self.inbox_peak, self._agent_queued)
-            if full:
-                fail = getattr(event.link, "fail", None)
-                if callable(fail):
-                    fail(f"the agent sent events faster than they can be handled "
-                         f"({MAX_QUEUED_AGENT_EVENTS} waiting)")
-                return
-        self._inbox.put(event)
+        """Any thread: hand an event to the session; never blocks (a flooding agent loses its link)."""
+        self._inbox.post(event)
 
     def start(self) -> None:
         self._show(self.state)
@@ -161,7 +123,7 @@ class Session:
     def stop(self, timeout: float = 2.0) -> bool:
         """Idempotent: stop the loop and close the socket without draining anything."""
         # The sentinel wakes the loop at once.
-        stopped = self._worker.stop(lambda: self._inbox.put(None), timeout)
+        stopped = self._worker.stop(self._inbox.wake, timeout)
         # Only the link itself (its close() is thread-safe): the connection's own records belong
         # to the session thread, which may not have stopped.
         link = self._link.link
@@ -171,13 +133,7 @@ class Session:
 
     def _run(self) -> None:
         while not self._worker.stopping.is_set():
-            try:
-                event = self._inbox.get(timeout=self._next_wait())
-            except queue.Empty:
-                event = None
-            if isinstance(event, AgentEventReceived):
-                with self._inbox_lock:
-                    self._agent_queued -= 1
+            event = self._inbox.get(self._next_wait())
             if event is not None:
                 self.handle(event)
             self.tick()
@@ -197,6 +153,11 @@ class Session:
     def connected_seconds(self) -> float:
         """Seconds a socket was open since start: what the agent bills."""
         return self._link.connected_seconds()
+
+    @property
+    def inbox_peak(self) -> int:
+        """The most agent events ever waiting in the inbox (figures)."""
+        return self._inbox.peak
 
     @property
     def turns(self) -> list[Turn]:
@@ -224,9 +185,7 @@ class Session:
                 if self._link.is_current(link):
                     self._on_link_down(event)
             case UplinkStarted(t=t):
-                turn = self._turns.current
-                if turn is not None and turn.first_byte is None:
-                    turn.first_byte = t
+                self._turns.uplink_started(t)
             case DeviceChanged():
                 self._on_device(event)
             case PlaybackStarted():
@@ -259,10 +218,10 @@ class Session:
             # The key was refused a moment ago: say so again rather than hammer the service.
             self.speaker.chime("error")
             return
-        interrupting = busy or self._playing or self.speaker.is_playing()
+        interrupting = busy or self._reply.playing or self.speaker.is_playing()
         if interrupting:
             self.router.barge_in()
-        self._silent()
+        self._reply.silent()
         self._held = not toggle
         self._conversation = toggle
         self._handing_over = False
@@ -289,8 +248,7 @@ class Session:
             return
         self._held = False
         self._last_activity = self.clock()
-        if self._turns.current is not None:
-            self._turns.current.speech_end = t
+        self._turns.speech_ended(t)
         if self.state is State.CONNECTING:
             # The words are in the connect buffer; the turn is handed over once the link is ready.
             self._handing_over = True
@@ -362,7 +320,7 @@ class Session:
         # The rest of any reply died with the link: the device must not talk while it shows
         # offline (and in half duplex the mic may open below).
         self.speaker.interrupt()
-        self._silent()
+        self._reply.silent()
         self._held = False
         self._handing_over = False
         delay = self._reconnect.dropped()
@@ -390,12 +348,11 @@ class Session:
                 # sent before the release, which changes nothing.
                 self._heard = True
                 if self.state in (State.IDLE, State.THINKING, State.SPEAKING) and self._gate_live:
-                    self._silent()
+                    self._reply.silent()
                     self._set_state(State.LISTENING)
                     self._apply_audio()
             case protocol.AgentStartedSpeaking():
-                if self._turns.current is not None:
-                    self._turns.current.agent = ev
+                self._turns.agent_started(ev)
             case protocol.FunctionCallRequest(calls=calls):
                 self._link.calls_requested(calls)
             case protocol.FunctionCallCancelled(ids=ids):
@@ -431,25 +388,15 @@ class Session:
             self._heard = True
         if ev.role == "user" and self.state is State.LISTENING and not self._held:
             # The agent's end-of-turn: hands-free, or an utterance with the button up.
-            if self._turns.current is not None:
-                self._turns.current.speech_end = self.clock()
+            self._turns.speech_ended(self.clock())
             self._set_state(State.THINKING)
             self._apply_audio()
 
     # --- playback ------------------------------------------------------------------------
 
-    def _silent(self) -> None:
-        """Whatever played has been cut off: no drain to wait for."""
-        self._playing = False
-        self._drained_at = None
-
     def _on_playback_started(self, ev: PlaybackStarted) -> None:
-        self._playing = True
-        self._drained_at = None
-        self._progress = (self.speaker.progress(), self.clock())
-        turn = self._turns.current
-        if turn is not None and turn.first_audio is None:
-            turn.first_audio = ev.t
+        self._reply.started(self.speaker.progress(), self.clock())
+        self._turns.audio_started(ev.t)
         # Even with the button still held: the agent's end-of-turn detection may answer before
         # the release, and the LEDs must say what the user hears.
         if self.state in (State.THINKING, State.IDLE, State.LISTENING):
@@ -457,9 +404,8 @@ class Session:
             self._apply_audio()
 
     def _on_playback_drained(self, ev: PlaybackDrained) -> None:
-        if self._turns.current is not None:
-            self._turns.current.underruns += ev.underruns
-        self._playing = False
+        self._turns.underran(ev.underruns)
+        self._reply.stopped()
         if self.state is State.THINKING and ev.ended and not ev.frames:
             # The speaker gave a reply up without playing any of it (the device is missing):
             # it is over as far as the user can tell; waiting for it would only time out.
@@ -472,19 +418,18 @@ class Session:
         if ev.ended:
             self._reply_finished()
         else:
-            self._drained_at = self.clock()
+            self._reply.ran_dry(self.clock())
 
     def _on_playback_interrupted(self, ev: PlaybackInterrupted) -> None:
-        self._playing = False
+        self._reply.stopped()
         if ev.discarded_bytes:
             self._turns.silenced(ev.t_dropped - ev.t_request)
         if self.state is State.SPEAKING:
             self._reply_finished()  # cut short: nothing sounds any more
 
     def _reply_finished(self) -> None:
-        self._drained_at = None
-        self._playing = False
-        if self._turns.current is not None and self._turns.current.first_audio is not None:
+        self._reply.silent()
+        if self._turns.reply_heard:
             self.last_error = ""  # a reply was heard: whatever went wrong before is over
         self._turns.log()
         if self._hangup_after_reply:
@@ -497,7 +442,7 @@ class Session:
     def _end_conversation(self, why: str, close: bool = False) -> None:
         log.info("conversation over: %s", why)
         self.speaker.interrupt()
-        self._silent()
+        self._reply.silent()
         self.speaker.chime("goodbye")
         self._conversation = False
         self._held = False
@@ -515,7 +460,7 @@ class Session:
     def _fail(self, message: str) -> None:
         self.last_error = message
         self.speaker.interrupt()
-        self._silent()
+        self._reply.silent()
         self.speaker.chime("error")
         self._held = False
         self._conversation = False
@@ -528,47 +473,42 @@ class Session:
         self._apply_audio()
 
     def _on_device(self, ev: DeviceChanged) -> None:
+        self._status_line.device_changed(ev)
         if ev.ok:
-            self._devices.pop(ev.device, None)
             log.info("%s is back", ev.device)
         else:
-            self._devices[ev.device] = ev.message
             log.warning("%s unavailable: %s", ev.device, ev.message)
         self._publish_status()
 
     # --- time ----------------------------------------------------------------------------
 
-    def _timers(self) -> list[tuple[float, Callable[[], None]]]:
+    def _timers(self) -> list[tuple[float, timers.Action]]:
         """Every pending deadline and what to do when it comes; each action clears its own."""
         s = self.cfg.session
-        timers: list[tuple[float | None, Callable[[], None]]] = [
+        return timers.pending([
             (self._reconnect.next_try, self._retry),
             (self._deadline, self._on_deadline),
             (self._turns.report_due, self._turns.flush_interrupted),
             (self._link.deadline if self._link.pending else None, self._connect_timed_out),
-            (None if self._drained_at is None else self._drained_at + DRAIN_GRACE, self._reply_finished),
-            (self._last_watchdog + self.watchdog_interval
-             if self.watchdog_interval and self.status is not None else None, self._pet_watchdog),
+            (self._reply.over_at(), self._reply_finished),
+            (self._status_line.watchdog_due(), self._status_line.pet_watchdog),
             (self._last_activity + s.idle_timeout if self._idle_close_due() else None,
              self._idle_timed_out),
             (self._turns.started + s.max_turn_seconds
              if self.state is State.LISTENING and self._held and self._turns.started is not None
              else None, self._turn_too_long),
-            (self._progress[1] + SPEAKING_STALL
-             if self.state is State.SPEAKING and self._playing else None, self._check_playback),
-        ]
-        return [(at, act) for at, act in timers if at is not None]
+            (self._reply.stall_check_at(self.state is State.SPEAKING), self._check_playback),
+        ])
 
     def _next_wait(self) -> float:
-        """Seconds until the earliest deadline (at most TICK)."""
-        waits = [at - self.clock() for at, _ in self._timers()]
-        return min(TICK, max(0.005, min(waits))) if waits else TICK
+        """Seconds until the earliest deadline (at most timers.TICK)."""
+        return timers.next_wait((at for at, _ in self._timers()), self.clock())
 
     def tick(self) -> None:
         """Act on every deadline that has come; called after every event and every wake-up."""
-        for _ in range(16):  # each action clears its own deadline; the bound guards against a bug
+        for _ in range(MAX_ACTIONS_PER_TICK):
             now = self.clock()
-            due = next((act for at, act in self._timers() if now >= at), None)
+            due = timers.first_due(self._timers(), now)
             if due is None:
                 return
             due()
@@ -585,15 +525,8 @@ class Session:
         if self._link.link is None:  # a press may have reconnected already
             self._reconnect_now()
 
-    def _pet_watchdog(self) -> None:
-        self._last_watchdog = self.clock()
-        if self.status is not None:
-            self.status.watchdog()
-
     def _check_playback(self) -> None:
-        count = self.speaker.progress()
-        if count != self._progress[0]:
-            self._progress = (count, self.clock())
+        if not self._reply.stalled(self.speaker.progress(), self.clock()):
             return
         log.error("the speaker has written nothing for %.0f s: giving the reply up", SPEAKING_STALL)
         self._reply_finished()
@@ -683,14 +616,7 @@ class Session:
             self.on_state(state)
 
     def _publish_status(self) -> None:
-        if self.status is None:
-            return
-        text = str(self.state)
-        if self._devices:
-            text += "; " + "; ".join(f"{d}: {m}" for d, m in sorted(self._devices.items()))
-        if self.last_error:
-            text += f"; last error: {self.last_error}"
-        self.status.status(text[:200])
+        self._status_line.publish(self.state, self.last_error)
 
     def _apply_audio(self) -> None:
         """Derive the mic gate and the uplink mode from the state (only changes are sent)."""

@@ -99,6 +99,36 @@ class TurnLog:
             turn, self._interrupted = self._interrupted[0], None
             _log_line(turn)
 
+    # What happened in the current turn, as the session hears of it (no turn: nothing to note).
+
+    def uplink_started(self, t: float) -> None:
+        """The mic's first frame went up the link."""
+        if self.current is not None and self.current.first_byte is None:
+            self.current.first_byte = t
+
+    def speech_ended(self, t: float) -> None:
+        """The user's turn ended: the release, or the agent's end-of-turn."""
+        if self.current is not None:
+            self.current.speech_end = t
+
+    def agent_started(self, ev: AgentStartedSpeaking) -> None:
+        if self.current is not None:
+            self.current.agent = ev
+
+    def audio_started(self, t: float) -> None:
+        """The reply's first audio reached the speaker."""
+        if self.current is not None and self.current.first_audio is None:
+            self.current.first_audio = t
+
+    def underran(self, count: int) -> None:
+        if self.current is not None:
+            self.current.underruns += count
+
+    @property
+    def reply_heard(self) -> bool:
+        """Whether the current turn's reply reached the speaker."""
+        return self.current is not None and self.current.first_audio is not None
+
     def log(self) -> None:
         """The current turn is over: its line, once."""
         if self.current is not None:

@@ -20,7 +20,7 @@ import pytest
 from speakerd.connection import MAX_CONTEXT, MAX_CONTEXT_TOTAL
 from speakerd.events import State
 from speakerd.functions import MAX_CALLS_PER_REQUEST
-from speakerd.session import MAX_QUEUED_AGENT_EVENTS
+from speakerd.inbox import MAX_QUEUED_AGENT_EVENTS
 from speakerd.speaker import MAX_QUEUED_SECONDS
 from tests.support.daemon import WAIT, DaemonRig, merge, wait_until
 from tests.support.emulator import TEST_KEY

@@ -40,9 +40,10 @@ from speakerd.events import (
     PlaybackStarted,
     State,
 )
+from speakerd.playback import DRAIN_GRACE
 from speakerd.reconnect import RECONNECT_WINDOW
 from speakerd.router import Router
-from speakerd.session import DRAIN_GRACE, ERROR_HOLD, Session
+from speakerd.session import ERROR_HOLD, Session
 from speakerd.uplink import UplinkMode
 
 # A little slack over each bound: tick() runs when the test advances the clock, not continuously.

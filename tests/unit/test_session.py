@@ -23,8 +23,9 @@ from speakerd.events import (
     PlaybackStarted,
     State,
 )
+from speakerd.playback import DRAIN_GRACE
 from speakerd.router import Router
-from speakerd.session import DRAIN_GRACE, Session
+from speakerd.session import Session
 
 
 class Clock:
@@ -539,7 +540,7 @@ def test_settings_that_cannot_be_encoded_show_an_error_and_the_session_lives_on(
 
 def test_a_flood_of_agent_events_drops_the_link_not_a_button_edge() -> None:
     """Past the inbox's cap the agent's events are refused and its link failed; presses still land."""
-    from speakerd.session import MAX_QUEUED_AGENT_EVENTS
+    from speakerd.inbox import MAX_QUEUED_AGENT_EVENTS
 
     rig = make_rig()
     rig.send(ButtonPressed(rig.clock()))
@@ -550,8 +551,8 @@ def test_a_flood_of_agent_events_drops_the_link_not_a_button_edge() -> None:
     assert rig.session.inbox_peak == MAX_QUEUED_AGENT_EVENTS
     assert rig.link.failed and "faster than they can be handled" in rig.link.failed[0]
     queued = []
-    while not rig.session._inbox.empty():
-        queued.append(rig.session._inbox.get_nowait())
+    while (event := rig.session._inbox.get(0)) is not None:
+        queued.append(event)
     assert isinstance(queued[-1], ButtonReleased)
     assert len(queued) == MAX_QUEUED_AGENT_EVENTS + 1
 
