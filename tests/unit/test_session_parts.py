@@ -83,7 +83,7 @@ def test_a_speaker_that_writes_nothing_for_the_stall_time_is_stuck() -> None:
 
 def test_the_status_line_names_missing_devices_in_order_and_the_last_error() -> None:
     """state; each missing device sorted by name; the last error; cut to systemd's one line."""
-    assert status_text(State.IDLE, {}, "") == "idle"
+    assert status_text(State.IDLE, {}, "") == State.IDLE.value
     text = status_text(State.ERROR, {"speaker": "gone", "mic": "busy"}, "key refused")
     assert text == "error; mic: busy; speaker: gone; last error: key refused"
     assert len(status_text(State.IDLE, {}, "x" * 500)) == MAX_STATUS
@@ -97,7 +97,7 @@ def test_a_device_that_comes_back_leaves_the_status_line() -> None:
     line.publish(State.IDLE, "")
     line.device_changed(DeviceChanged("mic", True, ""))
     line.publish(State.IDLE, "")
-    assert sink.lines == ["idle; mic: no such card", "idle"]
+    assert sink.lines == [f"{State.IDLE}; mic: no such card", State.IDLE.value]
 
 
 def test_the_watchdog_is_due_one_interval_after_its_last_pet() -> None:
