@@ -72,6 +72,7 @@ class PixelAnimator:
         self._worker = Worker("leds", self._run)
         self.sleeping = False  # the thread waits for a show(): the latest looks are drawn and still
         self.failures = 0
+        self.draws = 0  # wake-ups that drew the looks, whether or not a frame changed
 
     def start(self) -> bool:
         return self._worker.start()
@@ -98,6 +99,7 @@ class PixelAnimator:
     def _draw(self) -> float | None:
         """Draw every chain's current frame; the monotonic time of the next frame due, or None."""
         looks = self._looks  # show() replaces the list, never changes it: this one stays whole
+        self.draws += 1
         now = self._clock()
         due: list[float] = []
         peak: float | None = None
