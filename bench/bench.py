@@ -550,6 +550,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="fewer trials, shorter CPU windows")
     ap.add_argument("--profile", type=Path, default=None, metavar="DIR",
                     help="py-spy (if installed in the venv) records the CPU windows into DIR")
+    ap.add_argument("--ring", type=int, default=0, metavar="N",
+                    help="only the streaming workload without and with a 12-pixel ring, N times each")
     args = ap.parse_args()
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
@@ -563,6 +565,13 @@ def main() -> int:
         emu = Emulator(EmulatorOptions(api_key=KEY, end_of_speech=0.25, reply_latency=0.05,
                                        reply_pace=10.0, idle_timeout=60.0)).start()
         try:
+            if args.ring:
+                runs = cpu.ring_runs(pa, emu, tmp, Rig(pa, emu, tmp / "cpu").raw, KEY, tone(0.4),
+                                     runs=args.ring,
+                                     say=lambda line: print(line, file=sys.stderr, flush=True))
+                print(f"streaming workload (s 5-25 of a 27 s reply), {machine()}")
+                print("\n".join(cpu.ring_lines(runs)))
+                return 0
             print("barge-in, button ...", file=sys.stderr, flush=True)
             b = bench_barge_in(pa, emu, tmp, trials, duplex=False)
             print("barge-in, full duplex ...", file=sys.stderr, flush=True)

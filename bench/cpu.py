@@ -367,6 +367,31 @@ def run_section(pa: Any, emu: Any, tmp: Path, rig_raw: dict[str, Any], key: str,
     return Section(stream, connected, offline, ring, grid, frames, grid_window)
 
 
+def ring_runs(pa: Any, emu: Any, tmp: Path, rig_raw: dict[str, Any], key: str, tone: bytes, *,
+              runs: int, say: Any = print) -> list[tuple[bool, StreamResult]]:
+    """The workload without and with the ring, alternately, `runs` times each, with the window of
+    run_section's ring run: on a shared machine the load drifts, so the pairs are side by side."""
+    out: list[tuple[bool, StreamResult]] = []
+    for i in range(runs):
+        for ring in (False, True):
+            say(f"run {i + 1}/{runs}, {'with' if ring else 'without'} the 12-pixel ring ...")
+            out.append((ring, full_duplex(pa, emu, tmp, rig_raw, key, tone, reply_seconds=27.0,
+                                          window=(5.0, 25.0), extra_leds=[RING] if ring else None)))
+    return out
+
+
+def ring_lines(results: list[tuple[bool, StreamResult]]) -> list[str]:
+    """One line per run: total CPU, the leds thread's share, its frames and wake-ups a second."""
+    lines = []
+    for ring, r in results:
+        w = r.window
+        leds = (f", leds {w.threads.get('leds', 0.0):.3f} % at {r.extra['ring_fps']:.1f} frames/s, "
+                f"{w.wakeups.get('leds', 0.0):.1f} wake-ups/s") if ring else ""
+        lines.append(f"  {'ring   ' if ring else 'no ring'}  {w.cpu:.2f} % of one core{leds}  "
+                     f"(load {w.load}; {w.split()})")
+    return lines
+
+
 def grid_table(sec: Section) -> list[str]:
     """The grid as lines: output period down, output rate across, % of one core."""
     lines = ["  output period \\ rate " + "".join(f"{r // 1000:>8} kHz" for r in RATES)]

@@ -40,6 +40,11 @@ class CountingSPI(SPI):  # type: ignore[misc]
         self._open = True
         super().__init__(pin_factory=pin_factory)
 
+    def write(self, data: Any) -> int:
+        # What gpiozero's lgpio SPI does on a Pi: write() is one spi_write, no reply list.
+        CountingSPI.frames += 1
+        return len(data)
+
     def transfer(self, data: Any) -> list[int]:
         CountingSPI.frames += 1
         return [0] * len(data)

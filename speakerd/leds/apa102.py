@@ -13,12 +13,33 @@ from gpiozero import DigitalOutputDevice, SPIDevice, SPISoftwareFallback
 
 from ..config import DEFAULT_PIXEL_PATTERNS, SPI0_CLOCK, SPI0_MOSI, SPI0_SELECT, LedConfig, Pattern
 from ..events import State
-from .patterns import RGB, PeakFollower, meter_fraction, pixels_at, state_colors
+from .patterns import (
+    FRAME_RATE,
+    RGB,
+    PeakFollower,
+    level,
+    meter_fraction,
+    moves,
+    next_change,
+    next_level_change,
+    pixels_at,
+    scaled,
+    share,
+    spin_head,
+    state_colors,
+    uniform,
+    uniform_levels,
+)
 
 log = logging.getLogger(__name__)
 
 START_FRAME = bytes(4)  # 32 zero bits: the next bits are the first pixel's
 PIXEL_HEADER = 0b111 << 5  # each pixel's first byte: three one bits, then 5 bits of brightness
+# The encoded frames a chain keeps: a pulse shows the same few dozen frames over and over (one per
+# level its colour passes through; an 8-bit channel has 256), so it encodes each once. Bounded in
+# count and in bytes for any pattern table; a full cache is emptied and refilled, never grown.
+FRAME_CACHE_MAX = 512
+FRAME_CACHE_BYTES = 64 * 1024
 
 
 def end_frame_bytes(n: int) -> int:
@@ -34,10 +55,19 @@ def encode(pixels: Sequence[RGB], brightness: int, order: str = "bgr") -> bytes:
     which = ["rgb".index(c) for c in order]
     out = bytearray(START_FRAME)
     for px in pixels:
-        levels = [min(255, max(0, round(channel * 255))) for channel in px]
+        levels = [level(channel) for channel in px]
         out += bytes((header, levels[which[0]], levels[which[1]], levels[which[2]]))
     out += b"\xff" * end_frame_bytes(len(pixels))
     return bytes(out)
+
+
+def encode_uniform(levels: tuple[int, int, int], n: int, brightness: int, order: str = "bgr") -> bytes:
+    """The frame of n pixels all at the same (r, g, b) levels: encode()'s bytes, built with no
+    per-pixel work."""
+    which = ["rgb".index(c) for c in order]
+    pixel = bytes((PIXEL_HEADER | (brightness & 0x1F), levels[which[0]], levels[which[1]],
+                   levels[which[2]]))
+    return START_FRAME + pixel * n + b"\xff" * end_frame_bytes(n)
 
 
 class Bus(Protocol):
@@ -108,6 +138,16 @@ class Look:
         self.color = color
         self.t0 = t0
         self.needle = PeakFollower(pattern.off_time) if pattern.effect == "meter" else None
+        self.uniform = uniform(pattern)  # every pixel alike: a frame is a function of one share
+        self.lit = scaled(color, pattern.brightness)  # the colour at full share
+        # A moving uniform look whose period is a whole number of frames (the defaults' are)
+        # shows the same frames every period: each frame of the period, with the number of
+        # frames until the next one that differs, is worked out once. At most 250 entries.
+        period = (pattern.on_time + pattern.off_time) * FRAME_RATE
+        self.period_frames = max(1, round(period))
+        whole = abs(period - self.period_frames) < 1e-6
+        self.steps: dict[int, tuple[bytes, int]] | None = (
+            {} if self.uniform and moves(pattern) and whole else None)
 
 
 class PixelLight:
@@ -136,6 +176,12 @@ class PixelLight:
             raise
         self.last: bytes | None = None  # the frame the pixels hold now
         self.frames = 0  # frames written
+        # Encoded frames by what they are a function of: a uniform look's (r, g, b) levels, or a
+        # spinner's colour and head. Touched by the animation thread only; bounded (see
+        # FRAME_CACHE_BYTES).
+        self._cache: dict[object, bytes] = {}
+        frame_bytes = len(START_FRAME) + 4 * cfg.pixels + end_frame_bytes(cfg.pixels)
+        self._cache_max = max(16, min(FRAME_CACHE_MAX, FRAME_CACHE_BYTES // frame_bytes))
 
     def look(self, state: State, t0: float) -> Look:
         pattern = self.cfg.patterns.get(state) or DEFAULT_PIXEL_PATTERNS[state]
@@ -143,9 +189,51 @@ class PixelLight:
 
     def frame(self, look: Look, t: float, peak: float) -> bytes:
         """The frame of `look` t seconds in, with the microphone's latest peak (0..1)."""
-        share = look.needle.update(meter_fraction(peak), t) if look.needle is not None else 0.0
-        return encode(pixels_at(look.pattern, look.color, self.cfg.pixels, t, share),
-                      self.cfg.global_brightness, self.cfg.order)
+        cfg = self.cfg
+        if look.needle is not None:  # a meter follows the microphone: a new frame each time
+            needle = look.needle.update(meter_fraction(peak), t)
+            return encode(pixels_at(look.pattern, look.color, cfg.pixels, t, needle),
+                          cfg.global_brightness, cfg.order)
+        if look.uniform:
+            levels = uniform_levels(look.lit, share(look.pattern, t))
+            frame = self._cache.get(levels)
+            if frame is None:
+                frame = self._keep(levels, encode_uniform(levels, cfg.pixels, cfg.global_brightness,
+                                                          cfg.order))
+            return frame
+        spin = (look.lit, spin_head(look.pattern, cfg.pixels, t))  # a spinner: its colour and head
+        frame = self._cache.get(spin)
+        if frame is None:
+            frame = self._keep(spin, encode(pixels_at(look.pattern, look.color, cfg.pixels, t),
+                                            cfg.global_brightness, cfg.order))
+        return frame
+
+    def step(self, look: Look, t: float, peak: float) -> tuple[bytes, float | None]:
+        """The frame of `look` at frame time t, and the frame time after t when it may differ
+        (None: never); a periodic look's come from its table after the first period."""
+        if look.steps is None:
+            return self.frame(look, t, peak), self.next_change(look, t)
+        k = round(t * FRAME_RATE)
+        got = look.steps.get(k % look.period_frames)
+        if got is None:
+            later = self.next_change(look, t)
+            assert later is not None  # a moving look
+            got = (self.frame(look, t, peak), math.ceil(later * FRAME_RATE - 1e-9) - k)
+            look.steps[k % look.period_frames] = got
+        return got[0], (k + got[1]) / FRAME_RATE
+
+    def _keep(self, key: object, frame: bytes) -> bytes:
+        if len(self._cache) >= self._cache_max:
+            self._cache.clear()  # the bound: the looks in use refill it within a period
+        self._cache[key] = frame
+        return frame
+
+    def next_change(self, look: Look, t: float) -> float | None:
+        """When, after frame time t, the frame of `look` may differ; None when it never does.
+        A pulse's is the next frame whose levels differ, so a slow one wakes only to change."""
+        if look.pattern.effect == "pulse" and moves(look.pattern):
+            return next_level_change(look.pattern, look.lit, t)
+        return next_change(look.pattern, self.cfg.pixels, t)
 
     def write(self, frame: bytes) -> bool:
         """Send a frame unless the pixels hold it already; True when it was sent."""

@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 
 RGB = tuple[float, float, float]  # each channel 0..1
 DARK: RGB = (0.0, 0.0, 0.0)
+UNIFORM = ("off", "on", "blink", "pulse")  # the effects that light every pixel alike
 
 FRAME_RATE = 25  # frames a second while a look moves: gpiozero's own pulse runs at 25
 METER_FLOOR_DB = -48.0  # a peak this far below full scale lights no pixel; 0 dBFS lights all
@@ -62,8 +63,37 @@ def meter_fraction(peak: float) -> float:
     return min(1.0, max(0.0, 1 - db / METER_FLOOR_DB))
 
 
-def _scaled(color: RGB, w: float) -> RGB:
+def uniform(p: Pattern) -> bool:
+    """Whether the look lights every pixel alike, so a frame is a function of one share (share())."""
+    return p.effect in UNIFORM
+
+
+def share(p: Pattern, t: float) -> float:
+    """For a uniform look: the share (0..1) of the pattern's colour every pixel shows t s in."""
+    if p.effect == "off" or p.brightness == 0:
+        return 0.0
+    if p.effect == "on":
+        return 1.0
+    phase = t % (p.on_time + p.off_time)
+    if p.effect == "blink":
+        return 1.0 if phase < p.on_time else 0.0
+    return phase / p.on_time if phase < p.on_time else 1 - (phase - p.on_time) / p.off_time
+
+
+def scaled(color: RGB, w: float) -> RGB:
+    """The colour at share w: what a pixel shows, each channel 0..1."""
     return (color[0] * w, color[1] * w, color[2] * w)
+
+
+def level(channel: float) -> int:
+    """A channel (0..1) as the pixel's 8-bit PWM level."""
+    return min(255, max(0, round(channel * 255)))
+
+
+def uniform_levels(c: RGB, w: float) -> tuple[int, int, int]:
+    """The (r, g, b) levels every pixel of a uniform look gets: colour c (the pattern's
+    brightness applied) at share w, the same arithmetic as level(scaled(c, w)) per channel."""
+    return level(c[0] * w), level(c[1] * w), level(c[2] * w)
 
 
 def pixels_at(p: Pattern, color: RGB, n: int, t: float, meter: float = 0.0) -> list[RGB]:
@@ -71,32 +101,33 @@ def pixels_at(p: Pattern, color: RGB, n: int, t: float, meter: float = 0.0) -> l
     (0..1) for a meter, already smoothed by the caller."""
     if p.effect == "off" or p.brightness == 0:
         return [DARK] * n
-    c = _scaled(color, p.brightness)
+    c = scaled(color, p.brightness)
     if p.effect == "on":
         return [c] * n
-    if p.effect == "blink":
-        phase = t % (p.on_time + p.off_time)
-        return [c if phase < p.on_time else DARK] * n
-    if p.effect == "pulse":
-        phase = t % (p.on_time + p.off_time)
-        w = phase / p.on_time if phase < p.on_time else 1 - (phase - p.on_time) / p.off_time
-        return [_scaled(c, w)] * n
+    if uniform(p):
+        return [scaled(c, share(p, t))] * n
     if p.effect == "spin":
-        head = int(t / p.on_time * n) % n
+        head = spin_head(p, n, t)
         tail = spin_tail(n)
         out = []
         for i in range(n):
             behind = (head - i) % n  # how far pixel i trails the head
-            out.append(_scaled(c, 0.5 ** behind) if behind <= tail else DARK)
+            out.append(scaled(c, 0.5 ** behind) if behind <= tail else DARK)
         return out
     # meter: pixels 0.. light fully up to the level; the one at the edge lights in part
     lit = meter * n
-    return [_scaled(c, max(METER_GLOW, min(1.0, lit - i))) for i in range(n)]
+    return [scaled(c, max(METER_GLOW, min(1.0, lit - i))) for i in range(n)]
+
+
+def spin_head(p: Pattern, n: int, t: float) -> int:
+    """The pixel a spinner's head is on t s in: a spinner's frame is a function of it alone."""
+    return int(t / p.on_time * n) % n
 
 
 def next_change(p: Pattern, n: int, t: float) -> float | None:
     """The time after t (since the pattern began) at which the look may change next; None when
-    it never does. A pulse or a meter may change at every frame."""
+    it never does. A pulse or a meter may change at every frame (next_level_change() says when
+    a pulse's levels really do)."""
     if not moves(p):
         return None
     if p.effect == "blink":
@@ -108,6 +139,20 @@ def next_change(p: Pattern, n: int, t: float) -> float | None:
         step = p.on_time / n
         return (math.floor(t / step) + 1) * step
     return t + 1 / FRAME_RATE
+
+
+def next_level_change(p: Pattern, c: RGB, t: float) -> float:
+    """For a uniform look of colour c (its brightness applied) drawn at frame time t: the next
+    frame time whose levels differ from t's. A slow or dim pulse holds a level for several
+    frames, and the animation sleeps through them rather than wake for a frame it would not send.
+    Bounded: one period of frames at most (the levels repeat with the period)."""
+    k = round(t * FRAME_RATE)
+    now = uniform_levels(c, share(p, t))
+    frames = math.ceil((p.on_time + p.off_time) * FRAME_RATE)
+    for j in range(k + 1, k + frames):
+        if uniform_levels(c, share(p, j / FRAME_RATE)) != now:
+            return j / FRAME_RATE
+    return (k + frames) / FRAME_RATE
 
 
 class PeakFollower:

@@ -15,7 +15,7 @@ from ..events import State
 from ..worker import Worker
 from .apa102 import Look, PixelLight
 from .gpio import GpioLight
-from .patterns import FRAME_RATE, next_change
+from .patterns import FRAME_RATE
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,29 @@ def _tick(seconds: float) -> float:
     return math.floor(seconds * FRAME_RATE + 1e-9) / FRAME_RATE
 
 
+class Wake:
+    """A flag one thread sleeps on and others raise: a Lock held while the flag is down, so a
+    wait is a single timed acquire. (threading.Event's wait allocates a lock and a waiter list
+    entry per call; the animation waits once a frame.) A wait lowers the flag it finds raised."""
+
+    def __init__(self) -> None:
+        self._down = threading.Lock()
+        self._down.acquire()
+
+    def set(self) -> None:
+        try:
+            self._down.release()
+        except RuntimeError:
+            pass  # raised already: one wake-up is pending, which is all a setter asks for
+
+    def is_set(self) -> bool:
+        return not self._down.locked()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Sleep until the flag is raised (then lower it) or `timeout` s pass; True if raised."""
+        return self._down.acquire(True, -1 if timeout is None else min(timeout, threading.TIMEOUT_MAX))
+
+
 class PixelAnimator:
     """Owns the animation thread of every pixel chain: it writes a frame when a chain's look
     changes and sleeps, with no timeout, while no look moves."""
@@ -39,15 +62,17 @@ class PixelAnimator:
         self._lights = list(lights)
         self._level = level
         self._clock = clock
-        # show() (the session thread) swaps looks while the animation thread reads them.
+        # show() (the session thread) swaps the looks and clears `sleeping`; the animation thread
+        # sets `sleeping` only if no show() came in since it drew: one lock for both sides.
         self._lock = threading.Lock()
         self._looks: list[Look | None] = [None] * len(self._lights)
-        # Set by show() and stop(): a new look to draw, or the end. Cleared before each frame
-        # is drawn, so a show() during the drawing makes the next wait return at once.
-        self._wake = threading.Event()
+        # Raised by show() and stop(): a new look to draw, or the end. The thread's wait lowers
+        # it, so a show() during the drawing makes the next wait return at once.
+        self._wake = Wake()
         self._worker = Worker("leds", self._run)
         self.sleeping = False  # the thread waits for a show(): the latest looks are drawn and still
         self.failures = 0
+        self.draws = 0  # wake-ups that drew the looks, whether or not a frame changed
 
     def start(self) -> bool:
         return self._worker.start()
@@ -73,8 +98,8 @@ class PixelAnimator:
 
     def _draw(self) -> float | None:
         """Draw every chain's current frame; the monotonic time of the next frame due, or None."""
-        with self._lock:
-            looks = list(self._looks)
+        looks = self._looks  # show() replaces the list, never changes it: this one stays whole
+        self.draws += 1
         now = self._clock()
         due: list[float] = []
         peak: float | None = None
@@ -84,14 +109,15 @@ class PixelAnimator:
             t = _tick(now - look.t0)
             if look.needle is not None and peak is None:
                 peak = self._peak()  # once per frame, whatever the number of meters
+            later: float | None = None
             try:
-                light.write(light.frame(look, t, peak or 0.0))
+                frame, later = light.step(look, t, peak or 0.0)
+                light.write(frame)
             except Exception:  # a failing chain must not stop the others, nor the conversation
                 self.failures += 1
                 if self.failures == 1 or self.failures % 1000 == 0:
                     log.exception("leds: cannot write to the pixels on %s (%d failures)",
                                   light.where, self.failures)
-            later = next_change(look.pattern, light.cfg.pixels, t)
             if later is not None:
                 # Round up to a whole frame: the look is drawn at frame times only.
                 due.append(look.t0 + math.ceil(later * FRAME_RATE - 1e-9) / FRAME_RATE)
@@ -100,7 +126,6 @@ class PixelAnimator:
     def _run(self) -> None:
         stopping = self._worker.stopping
         while not stopping.is_set():
-            self._wake.clear()
             due = self._draw()
             if due is None:
                 with self._lock:

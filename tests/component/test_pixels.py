@@ -182,6 +182,30 @@ def test_a_pulse_never_outruns_the_frame_rate(
     assert len(frames) - 1 <= elapsed * FRAME_RATE + 1
 
 
+def test_a_slow_dim_pulse_sends_a_frame_per_level_not_per_tick(
+        make_chain: Callable[..., tuple[StatusLeds, PixelRecorder]]) -> None:
+    """A pulse whose level holds for several ticks wakes and is sent only when the level
+    changes: each frame one level up (a few on a late wake-up), never more frames than levels
+    went by, and no wake-up between them."""
+    slow = {"effect": "pulse", "on_time": 2.0, "off_time": 2.0, "color": "#000010"}
+    leds, rec = make_chain("respeaker-2mic", patterns={State.SPEAKING: slow})
+    rest(leds)
+    assert leds.animator is not None
+    start, draws = len(rec.frames), leds.animator.draws
+    leds.show(State.SPEAKING)
+    assert wait_until(lambda: len(rec.frames) >= start + 8)
+    woke, sent = leds.animator.draws - draws, len(rec.frames) - start
+    leds.show(State.IDLE)
+    assert woke <= sent + 2  # the show's own wake-up, and one in flight when the counts were read
+    frames = rec.frames[start:start + 8]
+    blues = [f[5] for _, f in frames]  # the first pixel's blue byte; all three are alike
+    assert blues[0] in (1, 2) and all(f[4:8] * 3 == f[4:16] for _, f in frames)
+    steps = [b - a for a, b in zip(blues, blues[1:], strict=False)]
+    assert all(1 <= s <= 3 for s in steps), blues
+    elapsed = frames[-1][0] - frames[0][0]
+    assert len(frames) - 1 <= elapsed * 16 / 2.0 + 1  # 16 levels in 2 s: 8 level changes a second
+
+
 def test_the_meter_follows_the_microphone(
         make_chain: Callable[..., tuple[StatusLeds, PixelRecorder]]) -> None:
     """listening: silence glows, full scale lights the ring, then the needle falls back to the

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from speakerd.config import Pattern
-from speakerd.leds.apa102 import encode, end_frame_bytes
+from speakerd.leds.apa102 import encode, encode_uniform, end_frame_bytes
 from speakerd.leds.patterns import (
     FRAME_RATE,
     METER_GLOW,
@@ -13,8 +13,12 @@ from speakerd.leds.patterns import (
     meter_fraction,
     moves,
     next_change,
+    next_level_change,
     pixels_at,
+    scaled,
+    share,
     spin_tail,
+    uniform_levels,
 )
 
 RED, WHITE = (1.0, 0.0, 0.0), (1.0, 1.0, 1.0)
@@ -127,3 +131,52 @@ def test_a_peak_falls_back_over_the_fall_time() -> None:
     assert needle.update(0.0, 0.25) == pytest.approx(0.3)
     assert needle.update(0.6, 0.3) == 0.6
     assert needle.update(0.0, 10.0) == 0.0
+
+
+@pytest.mark.parametrize("pattern", [Pattern("pulse", 0.6, 0.6, brightness=0.7),
+                                     Pattern("pulse", 0.37, 1.1), Pattern("blink", 0.2, 0.3),
+                                     Pattern("on", brightness=0.3), Pattern("off")])
+@pytest.mark.parametrize("order", ["bgr", "grb"])
+def test_a_uniform_frame_is_the_frame_of_its_pixels(pattern: Pattern, order: str) -> None:
+    """The frame built from one pixel's levels is, byte for byte, encode() of the look's pixels."""
+    color = (0.0, 128 / 255, 0.3)
+    lit = scaled(color, pattern.brightness)
+    for k in range(80):
+        t = k / FRAME_RATE
+        levels = uniform_levels(lit, share(pattern, t))
+        assert encode_uniform(levels, 12, 8, order) == encode(pixels_at(pattern, color, 12, t), 8, order), k
+
+
+def levels_at(p: Pattern, c: tuple[float, float, float], k: int) -> tuple[int, int, int]:
+    return uniform_levels(c, share(p, k / FRAME_RATE))
+
+
+def test_a_slow_dim_pulse_wakes_only_when_its_level_changes() -> None:
+    """A pulse that holds a level for several frames is next drawn at the first frame whose levels
+    differ, never later: no frame it skips would have shown anything new."""
+    p, c = Pattern("pulse", 2.0, 2.0), (0.0, 0.0, 16 / 255)  # 16 levels up in 50 frames
+    k, skipped = 0, 0
+    while k < 150:
+        later = next_level_change(p, c, k / FRAME_RATE)
+        nxt = round(later * FRAME_RATE)
+        assert nxt > k
+        assert all(levels_at(p, c, j) == levels_at(p, c, k) for j in range(k + 1, nxt))
+        assert levels_at(p, c, nxt) != levels_at(p, c, k)
+        skipped += nxt - k - 1
+        k = nxt
+    assert skipped > 50  # most frames of this pulse show nothing new
+
+
+def test_the_default_pulse_changes_at_every_frame() -> None:
+    """speaking's 1.2 s green pulse moves by several levels a frame: 25 frames/s are all needed."""
+    p, c = Pattern("pulse", 0.6, 0.6), (0.0, 128 / 255, 0.0)
+    assert all(next_level_change(p, c, k / FRAME_RATE) == pytest.approx((k + 1) / FRAME_RATE)
+               for k in range(60))
+    steps = [abs(levels_at(p, c, k + 1)[1] - levels_at(p, c, k)[1]) for k in range(30)]
+    assert min(steps) >= 4
+
+
+def test_a_pulse_that_never_changes_level_is_checked_once_a_period() -> None:
+    """A pulse too dim to light a level still wakes, at most once per period, bounded."""
+    p = Pattern("pulse", 0.5, 0.5)
+    assert next_level_change(p, (0.0, 0.0, 0.001), 0.0) == pytest.approx(1.0)
