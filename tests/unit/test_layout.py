@@ -154,7 +154,9 @@ MAY_IMPORT: dict[str, set[str]] = {
     "audio": {"config"},
     "chimes": {"audio"},
     "uplink": {"events"},
-    "mic": {"audio", "backoff", "uplink", "worker"},
+    "device": {"audio", "backoff"},  # the open, lost, reopened device both audio threads hold
+    "framing": {"audio", "uplink"},
+    "mic": {"audio", "device", "framing", "uplink", "worker"},
     "speaker": {"audio", "backoff", "chimes", "config", "events", "worker"},
     "router": {"audio", "protocol"},  # audio: the speaker's QueueFull
     "agent": {"events", "protocol", "textsafe"},
