@@ -1,35 +1,28 @@
-"""The playback thread: a reply-stamped queue into the sink, drain detection, instant interrupts."""
+"""The playback thread: the reply queue into the sink, drain detection, instant interrupts."""
 
 from __future__ import annotations
 
-import collections
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 from . import chimes as chimes_mod
-from .audio import AudioDeviceError, AudioFormat, QueueFull, Sink
-from .backoff import device_backoff
+from .audio import AudioDeviceError, AudioFormat, Sink
 from .config import ChimesConfig
+from .device import DeviceSlot
 from .events import PlaybackDrained, PlaybackInterrupted, PlaybackStarted
+from .replies import AUDIO as _AUDIO
+from .replies import CHIME as _CHIME
+from .replies import END as _END
+from .replies import MAX_QUEUED_SECONDS, Item, ReplyQueue
+from .room import wait_for_room
 from .worker import Worker
+
+__all__ = ["MAX_QUEUED_SECONDS", "Speaker"]
 
 log = logging.getLogger(__name__)
 
-_AUDIO, _END, _CHIME = "audio", "end", "chime"
 _IDLE_WAIT = 0.5  # seconds the idle thread sleeps on its queue; any command wakes it at once
-# Reply audio queued ahead of playback, in seconds of sound. The agent sends faster than real
-# time, but a reply longer than this arriving all at once is a flood, not speech: refused.
-MAX_QUEUED_SECONDS = 60.0
-
-
-@dataclass(frozen=True)
-class _Item:
-    kind: str
-    reply: int
-    data: bytes
 
 
 class Speaker:
@@ -42,39 +35,24 @@ class Speaker:
                  backoff: Callable[[], Iterator[float]] | None = None,
                  on_device: Callable[[bool, str], None] | None = None,
                  chimes: ChimesConfig | None = None):
-        self._open_sink = open_sink
         self._fmt = fmt
         self._on_event = on_event
-        self._late_timeout = late_audio_timeout
         self._clock = clock
-        self._backoff = backoff or device_backoff
-        self._on_device = on_device
         self._chimes = chimes or ChimesConfig()
         self._period = fmt.period_bytes
         self._pad = fmt.silence_byte
-
-        # Everything below up to the thread-only section is shared between the callers
-        # (session, socket receive thread) and the speaker thread, and guarded by this condition.
-        # Callers only append and set flags, then notify so the thread wakes without polling.
-        self._cond = threading.Condition()
-        self._items: collections.deque[_Item] = collections.deque()
-        self._queued = 0           # bytes of reply audio in _items
-        self._max_queued = int(MAX_QUEUED_SECONDS * fmt.rate) * fmt.frame_bytes
-        self.queued_peak = 0       # the most reply audio ever queued, in bytes (figures)
-        self._reply = 0            # the newest reply id handed out
-        self._reply_open = False   # play() adds to self._reply; False: the next play() starts one
-        self._discarding = False   # after interrupt(): late audio of the old reply is refused...
-        self._late_deadline = 0.0  # ...until this time (pushed on by each refused chunk)
-        self._interrupt: tuple[float, int] | None = None  # (request time, last reply to drop)
         self._worker = Worker("speaker", self._run)
         self._stop = self._worker.stopping
+        # What the callers (session, socket receive thread) share with the speaker thread.
+        self._queue = ReplyQueue(fmt, late_audio_timeout=late_audio_timeout, clock=clock,
+                                 stopping=self._stop)
 
         # Thread-only state: touched by the speaker thread alone (and read for is_playing()).
-        self._sink: Sink | None = None
+        self._device: DeviceSlot[Sink] = DeviceSlot("speaker", "playback", open_sink, log=log,
+                                                     backoff=backoff, on_device=on_device)
         self._cur: int | None = None       # the reply being written
         self._started = False              # PlaybackStarted sent for self._cur
         self._ended: int | None = None     # the last reply whose end marker was played through
-        self._lost = False                 # the device failed; say when it is back
         self._pending = bytearray()        # audio of the current reply short of a whole period
         self._frames = 0
         # Grows with every period written (only this thread writes it; others read the int): a
@@ -83,7 +61,10 @@ class Speaker:
         self._xrun_base = 0
         self._active = False               # something was written since the last drop()
         self._missing_reported = 0         # replies discarded while the device is missing
-        self._closed_xruns = 0
+
+    @property
+    def _sink(self) -> Sink | None:
+        return self._device.handle
 
     # --- commands (any thread) -----------------------------------------------------------
 
@@ -93,77 +74,39 @@ class Speaker:
 
     def stop(self, timeout: float = 2.0) -> bool:
         """Drop (never drain) what is queued and close the device; False if the thread is stuck."""
-        return self._worker.stop(self._wake_all, timeout)
+        return self._worker.stop(self._queue.wake_all, timeout)
 
     def alive(self) -> bool:
         """Whether the playback thread still runs (a stuck one counts)."""
         return self._worker.alive()
 
-    def _wake_all(self) -> None:
-        with self._cond:
-            self._cond.notify_all()
-
     def begin_reply(self) -> int:
         """A new agent reply starts: audio is accepted again; returns its id."""
-        with self._cond:
-            self._reply += 1
-            self._reply_open = True
-            self._discarding = False
-            return self._reply
+        return self._queue.begin_reply()
 
     def play(self, pcm: bytes) -> bool:
         """Queue agent audio for the current reply; False when refused after an interrupt.
 
         Raises QueueFull past MAX_QUEUED_SECONDS of queued audio (the chunk is not queued).
         """
-        with self._cond:
-            if self._discarding:
-                now = self._clock()
-                if now < self._late_deadline:
-                    self._late_deadline = now + self._late_timeout
-                    return False
-                # No audio for late_audio_timeout: what comes now is a new reply whose start
-                # marker we never saw; a false trigger must not mute the agent for good.
-                self._discarding = False
-            if not self._reply_open:
-                self._reply += 1
-                self._reply_open = True
-            if pcm:
-                if self._queued + len(pcm) > self._max_queued:
-                    raise QueueFull(f"over {MAX_QUEUED_SECONDS:g} s of reply audio queued")
-                self._items.append(_Item(_AUDIO, self._reply, bytes(pcm)))
-                self._queued += len(pcm)
-                self.queued_peak = max(self.queued_peak, self._queued)
-                self._cond.notify()
-            return True
+        return self._queue.play(pcm)
 
     def queued_seconds(self) -> float:
         """Seconds of reply audio queued ahead of playback now."""
-        with self._cond:
-            return self._queued / (self._fmt.rate * self._fmt.frame_bytes)
+        return self._queue.queued_seconds()
 
-    def _recount(self) -> None:
-        """Under the lock, after items were removed in bulk."""
-        self._queued = sum(len(i.data) for i in self._items if i.kind == _AUDIO)
+    @property
+    def queued_peak(self) -> int:
+        """The most reply audio ever queued, in bytes (figures)."""
+        return self._queue.queued_peak
 
     def end_reply(self) -> None:
         """No more audio for the current reply: pad its tail to a whole period."""
-        with self._cond:
-            if self._reply_open and not self._discarding:
-                self._items.append(_Item(_END, self._reply, b""))
-                self._reply_open = False
-                self._cond.notify()
+        self._queue.end_reply()
 
     def interrupt(self) -> None:
         """Stop the current reply now; its queued and late audio is never played."""
-        with self._cond:
-            now = self._clock()
-            t_request = self._interrupt[0] if self._interrupt is not None else now
-            self._interrupt = (t_request, self._reply)
-            self._discarding = True
-            self._late_deadline = now + self._late_timeout
-            self._reply_open = False
-            self._cond.notify()
+        self._queue.interrupt()
 
     def chime(self, name: str) -> None:
         """Queue a local chime ("press", "error", "goodbye"); interrupt() does not discard it."""
@@ -172,17 +115,11 @@ class Speaker:
             raise ValueError(f"unknown chime {name!r}")
         if not cfg.enabled or cfg.volume <= 0:
             return
-        data = chimes_mod.render(name, self._fmt, float(cfg.volume))
-        with self._cond:
-            self._items.append(_Item(_CHIME, 0, data))
-            self._cond.notify()
+        self._queue.chime(chimes_mod.render(name, self._fmt, float(cfg.volume)))
 
     def is_playing(self) -> bool:
         """A reply is queued or still sounding."""
-        with self._cond:
-            if any(item.kind == _AUDIO for item in self._items):
-                return True
-        return self._cur is not None
+        return self._queue.has_audio() or self._cur is not None
 
     def progress(self) -> int:
         """Periods written so far (any thread): stalls while nothing goes to the device."""
@@ -191,7 +128,7 @@ class Speaker:
     @property
     def underruns(self) -> int:
         """Playback underruns over every device opened so far."""
-        return self._closed_xruns + self._sink_xruns()
+        return self._device.xruns
 
     # --- the speaker thread ----------------------------------------------------------------
 
@@ -200,16 +137,6 @@ class Speaker:
             self._on_event(event)
         except Exception:  # a broken listener must not kill playback
             log.exception("speaker event listener failed on %r", event)
-
-    def _report(self, ok: bool, message: str) -> None:
-        if self._on_device is not None:
-            try:
-                self._on_device(ok, message)
-            except Exception:
-                log.exception("on_device callback failed")
-
-    def _sink_xruns(self) -> int:
-        return int(getattr(self._sink, "xruns", 0))
 
     def _run(self) -> None:
         try:
@@ -226,7 +153,7 @@ class Speaker:
                     self._sink.drop()
                 except AudioDeviceError:
                     pass
-                self._close_sink()
+                self._device.close()
 
     def _step(self) -> None:
         """Handle one interrupt, one queued item, or one idle tick."""
@@ -234,13 +161,7 @@ class Speaker:
         # While something sounds, wake when the device is about to need us (tail flush, drain
         # detection), not on a fixed tick; otherwise sleep until a command notifies us.
         timeout = self._busy_timeout() if busy else _IDLE_WAIT
-        with self._cond:
-            if self._interrupt is None and not self._items and not self._stop.is_set():
-                self._cond.wait(timeout)
-            interrupt = self._take_interrupt()
-            item = self._items.popleft() if interrupt is None and self._items else None
-            if item is not None and item.kind == _AUDIO:
-                self._queued -= len(item.data)
+        interrupt, item = self._queue.take(timeout)
         if interrupt is not None:
             self._do_interrupt(*interrupt)
         elif item is not None:
@@ -260,23 +181,6 @@ class Speaker:
             return min(_IDLE_WAIT, max(self._fmt.period_seconds, queued / self._fmt.rate))
         return min(_IDLE_WAIT, max(0.001, queued / self._fmt.rate + 0.001))
 
-    def _take_interrupt(self) -> tuple[float, int] | None:
-        """Under the lock: claim a pending interrupt and remove the queued audio it covers."""
-        if self._interrupt is None:
-            return None
-        t_request, upto = self._interrupt
-        self._interrupt = None
-        kept: collections.deque[_Item] = collections.deque()
-        discarded = 0
-        for item in self._items:
-            if item.kind == _CHIME or item.reply > upto:
-                kept.append(item)
-            else:
-                discarded += len(item.data)
-        self._items = kept
-        self._recount()
-        return t_request, discarded
-
     def _do_interrupt(self, t_request: float, discarded: int) -> None:
         discarded += len(self._pending)
         self._pending.clear()
@@ -290,7 +194,7 @@ class Speaker:
                   discarded, (t_dropped - t_request) * 1000)
         self._emit(PlaybackInterrupted(t_request, t_dropped, discarded))
 
-    def _do_item(self, item: _Item) -> None:
+    def _do_item(self, item: Item) -> None:
         if item.kind == _CHIME:
             self._flush_tail()
             self._write_all(item.data, pad=True)
@@ -306,7 +210,7 @@ class Speaker:
                 # no drain to report; the new reply carries on the old one's underrun count.
                 self._flush_tail()
             else:
-                self._xrun_base = self._sink_xruns()
+                self._xrun_base = self._device.handle_xruns()
             self._cur = item.reply
             self._started = False
             self._frames = 0
@@ -348,13 +252,14 @@ class Speaker:
         sink = self._sink
         assert sink is not None
         fb = self._fmt.frame_bytes
+        queue = self._queue
         while done < whole:
             # Checked before every write so an interrupt is honoured at once even in the middle
             # of a long chunk. A plain attribute read: the lock is not needed to see it.
-            if self._interrupt is not None or self._stop.is_set():
+            if queue.interrupt_request is not None or self._stop.is_set():
                 break
-            size = self._wait_for_room(sink, whole - done)
-            if self._interrupt is not None or self._stop.is_set():
+            size = wait_for_room(sink, whole - done, self._fmt, nap=queue.nap, clock=self._clock)
+            if queue.interrupt_request is not None or self._stop.is_set():
                 break
             sink.write(view[done:done + size])
             self._active = True
@@ -367,35 +272,6 @@ class Speaker:
                     self._started = True
                     self._emit(PlaybackStarted(self._cur, self._clock()))
         return min(done, total)
-
-    def _wait_for_room(self, sink: Sink, want: int) -> int:
-        """Wait until the device has room, on the condition rather than in write(); returns how
-        many bytes (whole periods, at most `want`) to write now.
-
-        A blocking write() cannot be cut short; this wait can: interrupt() notifies it, so the
-        drop happens within a millisecond or so of the request. With a backlog the writes are
-        half a buffer each, so a long buffer costs few wake-ups. A sink that does not say its
-        buffer size is written one period at a time (write() blocks instead).
-        """
-        buffer = int(getattr(sink, "buffer_frames", 0) or 0)
-        period = self._fmt.period_frames
-        if buffer < 2 * period:
-            return min(want, self._period)
-        fb = self._fmt.frame_bytes
-        # What is worth a wake-up: half the buffer (whole periods), or all that is wanted.
-        target = min(want, max(period, buffer // 2 // period * period) * fb)
-        deadline = self._clock() + 4 * buffer / self._fmt.rate  # a stuck device: let write() block
-        while True:
-            free = (buffer - sink.delay_frames()) // period * period * fb
-            if free >= target:
-                return min(want, free)
-            if self._clock() >= deadline:
-                return min(want, self._period)
-            with self._cond:
-                if self._interrupt is not None or self._stop.is_set():
-                    return 0
-                # Sleep about as long as the device needs to play out the missing room.
-                self._cond.wait(max(0.001, (target - free) / fb / self._fmt.rate))
 
     def _flush_tail(self) -> None:
         """Pad the current reply's partial period with silence and write it."""
@@ -433,82 +309,38 @@ class Speaker:
         if reply is None:
             return
         ended = given_up or self._ended == reply
-        underruns = self._sink_xruns() - self._xrun_base
+        underruns = self._device.handle_xruns() - self._xrun_base
         self._cur = None
-        with self._cond:
-            if self._reply == reply and not any(i.reply == reply for i in self._items):
-                # The next play() without begin_reply() is a new reply, not more of this one.
-                self._reply_open = False
+        # The next play() without begin_reply() is a new reply, not more of this one.
+        self._queue.reply_over(reply)
         self._emit(PlaybackDrained(reply, t, max(0, underruns), self._frames, ended))
-
-    def _close_sink(self) -> None:
-        if self._sink is not None:
-            self._closed_xruns += self._sink_xruns()
-            try:
-                self._sink.close()
-            except Exception:  # a dead device can fail to close in many ways; it is gone either way
-                log.debug("closing the playback device failed", exc_info=True)
-            self._sink = None
 
     def _lose_device(self, exc: AudioDeviceError) -> None:
         """The device failed mid-use: report it, end the reply it was playing, reopen later."""
-        # The session logs the one user-facing line for this outage.
-        log.debug("speaker lost: %s", exc)
-        self._close_sink()
-        self._report(False, f"{exc} ({exc.key})")
+        self._device.lose(exc)  # the session logs the one user-facing line for this outage
         self._pending.clear()
         self._active = False
         reply = self._cur
         if reply is not None:
-            with self._cond:
-                # The rest of this reply would start mid-sentence on the new device: refuse it
-                # like late audio after an interrupt.
-                self._items = collections.deque(
-                    i for i in self._items if i.kind == _CHIME or i.reply > reply)
-                self._recount()
-                if self._reply == reply:
-                    self._discarding = True
-                    self._late_deadline = self._clock() + self._late_timeout
-                    self._reply_open = False
+            self._queue.refuse_rest(reply)
             self._missing_reported = max(self._missing_reported, reply)
             self._finish(self._clock(), given_up=True)
-        self._lost = True
 
     def _connect(self) -> bool:
         """Open the device, retrying with backoff; False when stopping."""
-        delays: Iterator[float] | None = None
-        failed = False
+        device = self._device
+        device.reset_backoff()  # each reopen starts the schedule afresh, right after a loss too
         while not self._stop.is_set():
-            try:
-                self._sink = self._open_sink()
-            except AudioDeviceError as exc:
-                # The session logs the one user-facing line; each retry is a debug line only.
-                log.debug("speaker unavailable: %s", exc)
-                if not failed and not self._lost:  # a loss was reported already
-                    self._report(False, f"{exc} ({exc.key})")
-                failed = True
-                delays = delays or self._backoff()
-                deadline = self._clock() + next(delays)
-                while not self._stop.is_set() and self._clock() < deadline:
-                    self._discard_while_missing(deadline)
-                continue
-            if failed or self._lost:
-                log.info("speaker back")
-                self._report(True, "")
-                self._lost = False
-            return True
+            if device.open() is not None:
+                return True
+            deadline = self._clock() + device.next_delay()
+            while not self._stop.is_set() and self._clock() < deadline:
+                self._discard_while_missing(deadline)
         return False
 
     def _discard_while_missing(self, deadline: float) -> None:
         """With no device, audio cannot wait: drop it, and tell the session its replies are over."""
-        with self._cond:
-            if not self._items and self._interrupt is None:
-                # Woken by any command or by stop(); the deadline is the next reopen attempt.
-                self._cond.wait(max(0.0, min(deadline - self._clock(), _IDLE_WAIT)))
-            interrupt = self._take_interrupt()
-            items = list(self._items)
-            self._items.clear()
-            self._queued = 0
+        interrupt, items = self._queue.take_all(deadline, _IDLE_WAIT)
         if interrupt is not None:
             self._emit(PlaybackInterrupted(interrupt[0], self._clock(), interrupt[1]))
         for item in items:

@@ -154,8 +154,12 @@ MAY_IMPORT: dict[str, set[str]] = {
     "audio": {"config"},
     "chimes": {"audio"},
     "uplink": {"events"},
-    "mic": {"audio", "backoff", "uplink", "worker"},
-    "speaker": {"audio", "backoff", "chimes", "config", "events", "worker"},
+    "device": {"audio", "backoff"},  # the open, lost, reopened device both audio threads hold
+    "framing": {"audio", "uplink"},
+    "mic": {"audio", "device", "framing", "uplink", "worker"},
+    "replies": {"audio"},
+    "room": {"audio"},
+    "speaker": {"audio", "chimes", "config", "device", "events", "replies", "room", "worker"},
     "router": {"audio", "protocol"},  # audio: the speaker's QueueFull
     "agent": {"events", "protocol", "textsafe"},
     "turns": {"protocol"},
