@@ -50,6 +50,13 @@ class UplinkStarted:
 
 
 @dataclass(frozen=True)
+class TurnAudioSent:
+    """The mic saw its gate shut and handed over every period captured while it was open: a
+    message sent now follows the user's last words on the wire."""
+    t: float
+
+
+@dataclass(frozen=True)
 class DeviceChanged:
     """An audio device went away (ok False, with the reason) or came back."""
     device: str
@@ -137,6 +144,6 @@ class ListenChanged:
     cfg: Config
 
 
-Event = (ButtonPressed | ButtonReleased | UplinkStarted | DeviceChanged | AgentConnected
-         | AgentDisconnected | AgentEventReceived | PlaybackStarted | PlaybackDrained
+Event = (ButtonPressed | ButtonReleased | UplinkStarted | TurnAudioSent | DeviceChanged
+         | AgentConnected | AgentDisconnected | AgentEventReceived | PlaybackStarted | PlaybackDrained
          | PlaybackInterrupted | FunctionFinished | ListenChanged)

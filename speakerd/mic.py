@@ -43,10 +43,12 @@ class Mic:
                  sink: FrameSink, *, frame_periods: int = 1, buffer_seconds: float = 10.0,
                  on_device: Callable[[bool, str], None] | None = None,
                  on_first_send: Callable[[float], None] | None = None,
+                 on_gate_shut: Callable[[float], None] | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  backoff: Callable[[], Iterator[float]] | None = None):
         self._fmt = fmt
         self._clock = clock
+        self._on_gate_shut = on_gate_shut
         self._frames = UplinkFrames(fmt, sink, frame_periods=frame_periods,
                                     buffer_seconds=buffer_seconds, on_first_send=on_first_send,
                                     clock=clock, log=log)
@@ -165,7 +167,13 @@ class Mic:
             self.frames_read += 1
             self._recent.append(raw)
             self._handle(raw, gate)
-        self._gate_seen = self._frames.gate_after_reads()
+        gate_now = self._frames.gate_after_reads()
+        shut, self._gate_seen = self._gate_seen and not gate_now, gate_now
+        if shut and self._on_gate_shut is not None:
+            # The periods captured before the release are read by now; once they are with the
+            # uplink, whatever the session sends next (ForceEndTurn) follows them on the wire.
+            self._send()
+            self._on_gate_shut(self._clock())
 
     def _wait_for_device(self) -> bool:
         """Wait out one backoff step, keeping the uplink fed with silence; False when stopping."""

@@ -25,6 +25,7 @@ from .events import (
     Event,
     ListenChanged,
     State,
+    TurnAudioSent,
     UplinkStarted,
 )
 from .router import Router
@@ -106,7 +107,8 @@ class Parts:
                 frame_periods=cfg.audio.input.frame_ms // cfg.audio.input.period_ms,
                 buffer_seconds=cfg.audio.input.connect_buffer_seconds,
                 on_device=lambda ok, msg: post(DeviceChanged("microphone", ok, msg)),
-                on_first_send=lambda t: post(UplinkStarted(t)))
+                on_first_send=lambda t: post(UplinkStarted(t)),
+                on_gate_shut=lambda t: post(TurnAudioSent(t)))
             gpio_pins = [(f.action.pin, f.action.active_high) for f in cfg.functions
                          if f.action is not None and f.action.type == "gpio"]
             if gpio_pins:

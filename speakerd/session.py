@@ -26,6 +26,7 @@ from .events import (
     PlaybackInterrupted,
     PlaybackStarted,
     State,
+    TurnAudioSent,
     UplinkStarted,
 )
 from .inbox import Inbox
@@ -42,6 +43,9 @@ log = logging.getLogger(__name__)
 
 # How long the error pattern stays up before the speaker is usable again.
 ERROR_HOLD = 3.0
+# A release's ForceEndTurn waits for the mic to hand over the words captured before it (a few
+# milliseconds); a mic that does not say so within this (stuck, or its device gone) is not waited for.
+END_TURN_WAIT = 0.5
 # Each deadline's action clears its own; past this many in one tick one does not (a bug).
 MAX_ACTIONS_PER_TICK = 16
 
@@ -105,6 +109,8 @@ class Session:
         self._deadline: float | None = None  # the current state's own timeout (thinking, error)
         self._heard = False             # the server heard something of this turn
         self._hangup_after_reply = False
+        self._end_turn_at: float | None = None  # a ForceEndTurn is owed: sent by then at the latest
+        self._mic_shut = False          # the mic handed over its words since the last release
         self._last_activity = self.clock()
         self._gate_live: bool | None = None
         self._uplink: UplinkMode | None = None
@@ -186,6 +192,10 @@ class Session:
                     self._on_link_down(event)
             case UplinkStarted(t=t):
                 self._turns.uplink_started(t)
+            case TurnAudioSent():
+                self._mic_shut = True
+                if self._end_turn_at is not None:
+                    self._end_turn_now()
             case DeviceChanged():
                 self._on_device(event)
             case PlaybackStarted():
@@ -207,6 +217,8 @@ class Session:
 
     def _on_press(self, t: float) -> None:
         self._last_activity = self.clock()
+        if self._end_turn_at is not None:
+            self._end_turn_now()  # the last turn ends before this one's words (best effort)
         toggle = self.cfg.button.mode == "toggle"
         busy = self.state in (State.THINKING, State.SPEAKING)
         if toggle and self._conversation and not busy:
@@ -247,6 +259,7 @@ class Session:
         if self.cfg.button.mode != "hold" or not self._held:
             return
         self._held = False
+        self._mic_shut = False  # the mic has yet to see this release
         self._last_activity = self.clock()
         self._turns.speech_ended(t)
         if self.state is State.CONNECTING:
@@ -256,10 +269,22 @@ class Session:
             self._set_state(State.THINKING)
         self._apply_audio()
         if self.state is not State.CONNECTING:
-            # After the gate shut: every frame of the turn is in the link's outbox before it.
             # Whatever the state (a late reply to the last turn may be sounding), the release
             # ends the user's turn; with none in progress the server ignores it.
-            self._link.end_turn()
+            self._owe_end_turn()
+
+    def _owe_end_turn(self) -> None:
+        """End the user's turn once the mic has handed over the words captured before the
+        release: sent ahead of them, ForceEndTurn would cut the turn short, and the server would
+        take the tail for a new utterance that barges in on the reply."""
+        if self._mic_shut:
+            self._end_turn_now()
+        else:
+            self._end_turn_at = self.clock() + END_TURN_WAIT
+
+    def _end_turn_now(self) -> None:
+        self._end_turn_at = None
+        self._link.end_turn()
 
     # --- the connection ------------------------------------------------------------------
 
@@ -292,7 +317,7 @@ class Session:
         self._apply_audio()
         if handed_over:
             # Streaming now flushed the connect buffer into the outbox: the turn's audio first.
-            self._link.end_turn()
+            self._owe_end_turn()
 
     def _on_link_down(self, event: AgentDisconnected) -> None:
         was_ready = self.connected
@@ -487,6 +512,7 @@ class Session:
         s = self.cfg.session
         return timers.pending([
             (self._reconnect.next_try, self._retry),
+            (self._end_turn_at, self._end_turn_now),
             (self._deadline, self._on_deadline),
             (self._turns.report_due, self._turns.flush_interrupted),
             (self._link.deadline if self._link.pending else None, self._connect_timed_out),

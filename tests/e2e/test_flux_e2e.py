@@ -15,12 +15,13 @@ from speakerd.emulator import Emulator
 from speakerd.emulator.sound import PulseServer
 from speakerd.events import State
 from tests.support.daemon import WAIT, DaemonRig, wait_until
-from tests.support.emulator import TEST_KEY
+from tests.support.emulator import TEST_KEY, tone
 from tests.support.process import raw_config, write_config
 
 pytestmark = pytest.mark.realtime
 
 NOVA = {"version": "v1", "model": "nova-3"}
+TURNS_MID_WORD = 12  # the race it guards against is one of timing: many chances to lose it
 
 
 def _loud(data: bytes | str) -> bool:
@@ -57,6 +58,35 @@ def test_the_release_sends_force_end_turn_after_all_of_the_turns_audio(make_rig:
     provider = session.settings["agent"]["listen"]["provider"]
     assert (provider["version"], provider["eot_threshold"]) == ("v2", 1.0)
     rig.assert_parrot_heard(spoken, heard)
+
+
+def test_a_release_mid_word_sends_the_last_words_before_force_end_turn(make_rig: Any) -> None:
+    """Released while the user still speaks: every loud frame captured before the release
+    reaches the server ahead of ForceEndTurn, so the turn is not cut short (the tail would open
+    an utterance that barges in on the reply) and the agent answers each turn."""
+    rig = make_rig()
+    for turn in range(TURNS_MID_WORD):
+        n = len(rig.states)
+        rig.press()
+        rig.wait_state(State.LISTENING, after=n)
+        session = rig.emulator.sessions[-1]
+        onsets = session.sent_types().count("UserStartedSpeaking")
+        voice = rig.pulse.play_into_mic(tone(3.0, rig.pulse.rate), name=f"mid-word-{turn}.raw")
+        try:
+            # The server hears the voice; the release comes while it still sounds.
+            assert wait_until(lambda s=session, k=onsets:
+                              s.sent_types().count("UserStartedSpeaking") > k, WAIT)
+            rig.release()
+            rig.wait_state(State.SPEAKING, after=n)
+        finally:
+            voice.stop()
+        rig.wait_state(State.IDLE, after=len(rig.states))
+        frames = list(session.frames)
+        ends = [i for i, f in enumerate(frames)
+                if f.kind == "text" and '"ForceEndTurn"' in str(f.data)]
+        assert len(ends) == turn + 1
+        assert not any(_loud(f.data) for f in frames[ends[-1]:])
+    assert len([r for r in session.replies if r.kind == "turn"]) == TURNS_MID_WORD
 
 
 @pytest.mark.parametrize("listen,answers_while_held", [({}, False), (NOVA, True)],

@@ -11,7 +11,15 @@ import pytest
 from speakerd import protocol as p
 from speakerd.config import parse_config, turn_taking
 from speakerd.daemon import _only_listen_retuned
-from speakerd.events import ButtonPressed, ButtonReleased, ListenChanged, PlaybackStarted, State
+from speakerd.events import (
+    ButtonPressed,
+    ButtonReleased,
+    ListenChanged,
+    PlaybackStarted,
+    State,
+    TurnAudioSent,
+)
+from speakerd.session import END_TURN_WAIT
 from tests.unit.test_session import Rig, make_rig
 
 NOVA = {"version": "v1", "model": "nova-3"}
@@ -34,25 +42,60 @@ def _force_end_turns(rig: Rig) -> int:
     return sum(1 for link in rig.links for t in link.texts if t["type"] == "ForceEndTurn")
 
 
-def test_the_release_ends_a_flux_turn_after_the_gate_shut() -> None:
-    """Hold mode with Flux: the release sends ForceEndTurn once, after the mic stopped sending."""
+def test_the_release_ends_a_flux_turn_once_the_mic_has_sent_its_words() -> None:
+    """Hold mode with Flux: the gate shuts at the release, and ForceEndTurn goes once the mic
+    says the words captured before it are with the uplink, behind them in the outbox."""
     rig = make_rig()
     rig.send(ButtonPressed(rig.clock()))
     rig.ready()
     _timeline(rig)
     rig.send(ButtonReleased(rig.clock()))
     assert rig.session.state == State.THINKING
-    tail = [c for c in rig.calls if c[0] in ("mic", "link")][-2:]
-    assert tail == [("mic", "set_gate", "False"), ("link", "send_text", "ForceEndTurn after audio")]
+    assert [c for c in rig.calls if c[0] in ("mic", "link")][-1] == ("mic", "set_gate", "False")
+    assert _force_end_turns(rig) == 0  # the mic may still hold the last words
+    rig.send(TurnAudioSent(rig.clock()))
+    assert [c for c in rig.calls if c[0] in ("mic", "link")][-1] == (
+        "link", "send_text", "ForceEndTurn after audio")
+    rig.send(TurnAudioSent(rig.clock()))
+    rig.advance(END_TURN_WAIT * 2)
+    assert _force_end_turns(rig) == 1
+
+
+def test_a_mic_that_never_reports_does_not_hold_the_turn_open() -> None:
+    """No word from the mic (stuck, or its device gone): ForceEndTurn goes after END_TURN_WAIT."""
+    rig = make_rig()
+    rig.send(ButtonPressed(rig.clock()))
+    rig.ready()
+    rig.send(ButtonReleased(rig.clock()))
+    rig.advance(END_TURN_WAIT / 2)
+    assert _force_end_turns(rig) == 0
+    rig.advance(END_TURN_WAIT)
+    assert _force_end_turns(rig) == 1
+
+
+def test_a_press_before_the_mic_reports_ends_the_last_turn_first() -> None:
+    """Pressed again at once: the owed ForceEndTurn goes before the new turn opens the gate."""
+    rig = make_rig()
+    rig.send(ButtonPressed(rig.clock()))
+    rig.ready()
+    rig.send(ButtonReleased(rig.clock()))
+    _timeline(rig)
+    before = len(rig.calls)
+    rig.send(ButtonPressed(rig.clock()))
+    sent = [c for c in rig.calls[before:] if c[0] in ("mic", "link")]
+    assert sent.index(("link", "send_text", "ForceEndTurn after audio")) < sent.index(
+        ("mic", "set_gate", "True"))
+    rig.advance(END_TURN_WAIT * 2)
     assert _force_end_turns(rig) == 1
 
 
 def test_a_release_while_connecting_ends_the_turn_once_the_buffer_streams() -> None:
     """Released before the link was ready: ForceEndTurn follows the switch to streaming, which
-    sends the buffered words first."""
+    sends the buffered words first (the mic having handed over what it captured)."""
     rig = make_rig()
     rig.send(ButtonPressed(rig.clock()))
     rig.send(ButtonReleased(rig.clock()))
+    rig.send(TurnAudioSent(rig.clock()))
     _timeline(rig)
     assert _force_end_turns(rig) == 0  # nothing before the settings are applied
     rig.ready()
@@ -81,7 +124,13 @@ def _turn(rig: Rig) -> None:
     rig.send(ButtonPressed(rig.clock()))
     if rig.session.state == State.CONNECTING:
         rig.ready()
+    _release(rig)
+
+
+def _release(rig: Rig) -> None:
+    """The release, and the mic's report that it has sent the words captured before it."""
     rig.send(ButtonReleased(rig.clock()))
+    rig.send(TurnAudioSent(rig.clock()))
 
 
 def test_a_release_while_a_late_reply_sounds_still_ends_the_turn() -> None:
@@ -93,7 +142,7 @@ def test_a_release_while_a_late_reply_sounds_still_ends_the_turn() -> None:
     assert rig.session.state == State.LISTENING
     rig.send(PlaybackStarted(1, rig.clock()))
     assert rig.session.state == State.SPEAKING
-    rig.send(ButtonReleased(rig.clock()))
+    _release(rig)
     assert _force_end_turns(rig) == 2
 
 
