@@ -39,6 +39,7 @@ from speakerd.events import (
     PlaybackInterrupted,
     PlaybackStarted,
     State,
+    TurnAudioSent,
 )
 from speakerd.playback import DRAIN_GRACE
 from speakerd.reconnect import RECONNECT_WINDOW
@@ -281,6 +282,7 @@ class Conversation(RuleBasedStateMachine):
         self.leds = Leds()
         self.runner = Runner(self.clock)
         self.links: list[Link] = []
+        self.presses = 0  # button presses so far (each begins at most one turn)
         self.playback = Playback(self.clock, self.cfg.session.late_audio_timeout)
         self.router = Router(self.playback)
         self.session = Session(self.cfg, connect=self._connect, mic=self.mic, speaker=self.playback,
@@ -372,6 +374,7 @@ class Conversation(RuleBasedStateMachine):
             self.playback.cut_turn = self.server_turn  # the user takes the floor from this reply
         self.playback.interrupt()  # the button callback silences the speaker itself
         self.held = True
+        self.presses += 1
         self.last_press = self.clock()
         self.handle(ButtonPressed(self.clock()))
         if server_ready and self.link is not None and not self.link.applied:
@@ -383,6 +386,13 @@ class Conversation(RuleBasedStateMachine):
         self.held = False
         self.last_press = self.clock()
         self.handle(ButtonReleased(self.clock()))
+
+    @precondition(lambda self: not self.mic.live)
+    @rule()
+    def mic_sent_its_words(self) -> None:
+        """The mic saw its gate shut and handed over what it had captured (a release's
+        ForceEndTurn waits for this, or for its timeout)."""
+        self.handle(TurnAudioSent(self.clock()))
 
     # --- the agent server ------------------------------------------------------------------
 
@@ -571,6 +581,13 @@ class Conversation(RuleBasedStateMachine):
         late = [turn for turn in self.playback.sounded[self._sounded_checked:] if turn <= cut]
         self._sounded_checked = len(self.playback.sounded)
         assert not late, f"audio of turn {late[0]} played after the user cut it off (turn {cut})"
+
+    @invariant()
+    def a_turn_is_ended_at_most_once(self) -> None:
+        """At most one ForceEndTurn per turn, whichever of the mic's report, its timeout or
+        the next press sends it (a release, or the session's own when held too long)."""
+        sent = sum(1 for link in self.links for t in link.texts if t["type"] == "ForceEndTurn")
+        assert sent <= self.presses, f"{sent} ForceEndTurn for {self.presses} presses"
 
     @invariant()
     def a_call_is_answered_at_most_once(self) -> None:
