@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import cpu  # noqa: E402
+import sdk  # noqa: E402
 from gpiozero import Device  # noqa: E402
 from gpiozero.pins.mock import MockFactory, MockPWMPin  # noqa: E402
 
@@ -552,6 +553,9 @@ def main() -> int:
                     help="py-spy (if installed in the venv) records the CPU windows into DIR")
     ap.add_argument("--ring", type=int, default=0, metavar="N",
                     help="only the streaming workload without and with a 12-pixel ring, N times each")
+    ap.add_argument("--sdk", type=int, default=0, metavar="N",
+                    help="only the streaming workload, speakerd and Deepgram's early-access SDK "
+                         "client alternately, N times each (the SDK in its own venv under out/)")
     args = ap.parse_args()
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
@@ -571,6 +575,19 @@ def main() -> int:
                                      say=lambda line: print(line, file=sys.stderr, flush=True))
                 print(f"streaming workload (s 5-25 of a 27 s reply), {machine()}")
                 print("\n".join(cpu.ring_lines(runs)))
+                return 0
+            if args.sdk:
+                reply, window = (24.0, (6.0, 18.0)) if args.quick else (60.0, (15.0, 45.0))
+                pairs = sdk.side_by_side(pa, emu, tmp, Rig(pa, emu, tmp / "cpu").raw, KEY,
+                                         tone(0.4), runs=args.sdk, reply_seconds=reply,
+                                         window=window,
+                                         say=lambda line: print(line, file=sys.stderr, flush=True))
+                print(f"CPU streaming full duplex, side by side (s {window[0]:.0f}-{window[1]:.0f} "
+                      f"of a {reply:.0f} s reply at real time in 100 ms frames, 24 kHz, the mic "
+                      f"streaming a tone; CPU of all the client's threads, schedstat ns; peak RSS "
+                      f"VmHWM), {machine()}")
+                print("\n".join(sdk.lines(pairs)))
+                print(f"({now() - t_start:.0f} s; load average now {cpu.load_average()})")
                 return 0
             print("barge-in, button ...", file=sys.stderr, flush=True)
             b = bench_barge_in(pa, emu, tmp, trials, duplex=False)

@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -156,8 +156,15 @@ class DaemonProcess:
                 self.p.wait(5)
 
 
-def measure(proc: DaemonProcess, seconds: float, profile: Path | None = None) -> tuple[Window, str]:
-    """CPU of the daemon over `seconds` from now; py-spy records the same window if asked."""
+class Measured(Protocol):
+    """A client process the bench measures: its pid and its threads' names by native id."""
+    pid: int
+
+    def names(self) -> dict[str, str]: ...
+
+
+def measure(proc: Measured, seconds: float, profile: Path | None = None) -> tuple[Window, str]:
+    """CPU of the client over `seconds` from now; py-spy records the same window if asked."""
     names = proc.names()
     spy: subprocess.Popen[bytes] | None = None
     out = ""
