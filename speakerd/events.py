@@ -51,8 +51,9 @@ class UplinkStarted:
 
 @dataclass(frozen=True)
 class TurnAudioSent:
-    """The mic saw its gate shut and handed over every period captured while it was open: a
-    message sent now follows the user's last words on the wire."""
+    """The mic handed over every period captured before turn end `number` was asked for (a
+    release): a message sent now follows the user's last words on the wire."""
+    number: int
     t: float
 
 

@@ -53,6 +53,10 @@ class UplinkFrames:
         self._overflow = Throttle(5.0, clock)
         self._dropped = 0
         self.frames_sent = 0
+        # Turn ends asked for (the session, at a release) and answered (the mic thread, once the
+        # periods captured before the ask are with the sink): a count, so an answer names its ask.
+        self.turn_ends_asked = 0
+        self._turn_ends_done = 0
 
     # --- commands (the session's thread) ------------------------------------------------
 
@@ -80,7 +84,30 @@ class UplinkFrames:
                 # being assembled included.
                 self._flush_buffer(partial=True)
 
+    def ask_turn_end(self) -> int:
+        """The user's turn ends here (a release): the mic thread sends what it captured up to
+        now, the partial frame short, then answers this number (see turn_end_due)."""
+        with self._lock:
+            self.turn_ends_asked += 1
+            return self.turn_ends_asked
+
     # --- the mic thread -------------------------------------------------------------------
+
+    def turn_end_due(self, upto: int | None = None) -> int | None:
+        """The newest turn end asked for (up to `upto`) and not answered yet, after queueing the
+        frame being assembled (short) for send(); None when none is waiting. Called once the
+        periods captured before that ask have been handled."""
+        with self._lock:
+            newest = self.turn_ends_asked if upto is None else min(upto, self.turn_ends_asked)
+            if self._turn_ends_done >= newest:
+                return None
+            self._turn_ends_done = newest
+            if self._frame_len and self._mode is UplinkMode.STREAM:
+                self._outgoing.append(bytes(memoryview(self._frame)[:self._frame_len]))
+                self._frame_len = 0
+                self.frames_sent += 1
+            self._frame_live = False
+            return self._turn_ends_done
 
     def idle(self) -> bool:
         """Nothing would leave the mic (no socket, gate shut): capture can stop."""

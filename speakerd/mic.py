@@ -43,12 +43,12 @@ class Mic:
                  sink: FrameSink, *, frame_periods: int = 1, buffer_seconds: float = 10.0,
                  on_device: Callable[[bool, str], None] | None = None,
                  on_first_send: Callable[[float], None] | None = None,
-                 on_gate_shut: Callable[[float], None] | None = None,
+                 on_turn_end: Callable[[int, float], None] | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  backoff: Callable[[], Iterator[float]] | None = None):
         self._fmt = fmt
         self._clock = clock
-        self._on_gate_shut = on_gate_shut
+        self._on_turn_end = on_turn_end
         self._frames = UplinkFrames(fmt, sink, frame_periods=frame_periods,
                                     buffer_seconds=buffer_seconds, on_first_send=on_first_send,
                                     clock=clock, log=log)
@@ -87,6 +87,13 @@ class Mic:
         self._frames.set_gate(live)
         # After the change, not before: a mic thread going idle re-checks the state once woken.
         self._wake.set()
+
+    def ask_turn_end(self) -> int:
+        """The user's turn ends now (a release): the thread sends what it captured up to here,
+        the frame in progress short, then reports this number to on_turn_end."""
+        number = self._frames.ask_turn_end()
+        self._wake.set()  # a sleeping thread answers at once, not at the end of its frame
+        return number
 
     def set_uplink(self, mode: UplinkMode) -> None:
         """Where frames go from the next period on: discarded, buffered in order, or sent."""
@@ -148,6 +155,8 @@ class Mic:
         """
         need = self._frames.periods_due() if self._frame_periods > 1 else 1
         gate: bool | None = None
+        # Turn ends asked for before the device is looked at are answered after these reads.
+        asked = self._frames.turn_ends_asked
         avail = _available(source) if need > 1 else None
         if avail is not None:
             period = self._fmt.period_frames
@@ -158,6 +167,7 @@ class Mic:
             self._send()
             if short > 0 and self._wake.wait((short + period / 4) / self._fmt.rate):
                 self._wake.clear()
+                asked = self._frames.turn_ends_asked  # before what is captured now is counted
                 after = _available(source)
                 need = min(need, (after or 0) // period)
             gate = self._gate_seen
@@ -167,13 +177,17 @@ class Mic:
             self.frames_read += 1
             self._recent.append(raw)
             self._handle(raw, gate)
-        gate_now = self._frames.gate_after_reads()
-        shut, self._gate_seen = self._gate_seen and not gate_now, gate_now
-        if shut and self._on_gate_shut is not None:
-            # The periods captured before the release are read by now; once they are with the
-            # uplink, whatever the session sends next (ForceEndTurn) follows them on the wire.
+        self._gate_seen = self._frames.gate_after_reads()
+        self._answer_turn_end(asked)
+
+    def _answer_turn_end(self, asked: int | None = None) -> None:
+        """Turn ends asked for (up to `asked`; None: all) whose periods are handled by now: once
+        they are with the uplink, what the session sends next (ForceEndTurn) follows them."""
+        number = self._frames.turn_end_due(asked)
+        if number is not None:
             self._send()
-            self._on_gate_shut(self._clock())
+            if self._on_turn_end is not None:
+                self._on_turn_end(number, self._clock())
 
     def _wait_for_device(self) -> bool:
         """Wait out one backoff step, keeping the uplink fed with silence; False when stopping."""
@@ -185,7 +199,9 @@ class Mic:
             if now >= deadline:
                 return True
             # Pace silence by the clock so a missing microphone never starves the socket; the
-            # wait is on the stop event so stop() is immediate.
+            # wait is on the stop event so stop() is immediate. No device, no words: a turn end
+            # is answered within a frame.
+            self._answer_turn_end()
             self._send()
             if self._stop.wait(max(0.0, min(next_frame, deadline) - now)):
                 return False
@@ -223,6 +239,7 @@ class Mic:
         if not self._pause(self._frames.idle):
             return True
         while not self._stop.is_set():
+            self._answer_turn_end()  # nothing leaves, so nothing to wait for
             self._wake.wait()
             self._wake.clear()
             if not self._frames.idle():
@@ -245,6 +262,7 @@ class Mic:
         due = self._clock() + frame
         while not self._stop.is_set():
             # On the command event: a press opens the gate within a millisecond of the edge.
+            self._answer_turn_end()  # only silence leaves from here on: nothing to wait for
             self._send()
             if self._wake.wait(max(0.0, due - self._clock())):
                 self._wake.clear()
@@ -268,7 +286,9 @@ class Mic:
                         continue
                 if self._frames.idle() and not self._sleep_while_idle():
                     break
-                if self._frames.silent() and not self._pace_silence():
+                # Not straight after live periods: those still in the device (the user's last
+                # words at a release) are read and sent first, the stream stopped after.
+                if not self._gate_seen and self._frames.silent() and not self._pace_silence():
                     break
                 try:
                     self._read_step(source)

@@ -108,7 +108,7 @@ class Parts:
                 buffer_seconds=cfg.audio.input.connect_buffer_seconds,
                 on_device=lambda ok, msg: post(DeviceChanged("microphone", ok, msg)),
                 on_first_send=lambda t: post(UplinkStarted(t)),
-                on_gate_shut=lambda t: post(TurnAudioSent(t)))
+                on_turn_end=lambda number, t: post(TurnAudioSent(number, t)))
             gpio_pins = [(f.action.pin, f.action.active_high) for f in cfg.functions
                          if f.action is not None and f.action.type == "gpio"]
             if gpio_pins:

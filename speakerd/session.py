@@ -57,6 +57,7 @@ _BUSY = (State.CONNECTING, State.LISTENING, State.THINKING, State.SPEAKING)
 class MicControl(Protocol):
     def set_gate(self, live: bool) -> None: ...
     def set_uplink(self, mode: UplinkMode) -> None: ...
+    def ask_turn_end(self) -> int: ...
 
 
 class SpeakerControl(Protocol):
@@ -110,7 +111,7 @@ class Session:
         self._heard = False             # the server heard something of this turn
         self._hangup_after_reply = False
         self._end_turn_at: float | None = None  # a ForceEndTurn is owed: sent by then at the latest
-        self._mic_shut = False          # the mic handed over its words since the last release
+        self._end_turn_asked = 0        # the mic's number for the turn end it was asked for
         self._last_activity = self.clock()
         self._gate_live: bool | None = None
         self._uplink: UplinkMode | None = None
@@ -192,9 +193,9 @@ class Session:
                     self._on_link_down(event)
             case UplinkStarted(t=t):
                 self._turns.uplink_started(t)
-            case TurnAudioSent():
-                self._mic_shut = True
-                if self._end_turn_at is not None:
+            case TurnAudioSent(number=number):
+                # An answer to an older ask (a quick re-press) does not cover this turn's words.
+                if self._end_turn_at is not None and number >= self._end_turn_asked:
                     self._end_turn_now()
             case DeviceChanged():
                 self._on_device(event)
@@ -259,7 +260,6 @@ class Session:
         if self.cfg.button.mode != "hold" or not self._held:
             return
         self._held = False
-        self._mic_shut = False  # the mic has yet to see this release
         self._last_activity = self.clock()
         self._turns.speech_ended(t)
         if self.state is State.CONNECTING:
@@ -276,15 +276,19 @@ class Session:
     def _owe_end_turn(self) -> None:
         """End the user's turn once the mic has handed over the words captured before the
         release: sent ahead of them, ForceEndTurn would cut the turn short, and the server would
-        take the tail for a new utterance that barges in on the reply."""
-        if self._mic_shut:
-            self._end_turn_now()
-        else:
-            self._end_turn_at = self.clock() + END_TURN_WAIT
+        take the tail for a new utterance that barges in on the reply. (Whatever the gate does:
+        in full duplex it stays open.)"""
+        self._end_turn_asked = self.mic.ask_turn_end()
+        self._end_turn_at = self.clock() + END_TURN_WAIT
 
     def _end_turn_now(self) -> None:
         self._end_turn_at = None
         self._link.end_turn()
+
+    def _end_turn_timed_out(self) -> None:
+        log.info("the microphone did not confirm the end of the turn within %.1f s; ending it "
+                 "anyway", END_TURN_WAIT)
+        self._end_turn_now()
 
     # --- the connection ------------------------------------------------------------------
 
@@ -297,6 +301,7 @@ class Session:
         self._apply_audio()
 
     def _close_link(self) -> None:
+        self._end_turn_at = None  # a turn of this link is not ended on the next one
         self._link.close()
         self._apply_audio()
 
@@ -321,6 +326,7 @@ class Session:
 
     def _on_link_down(self, event: AgentDisconnected) -> None:
         was_ready = self.connected
+        self._end_turn_at = None  # the turn went with the link
         self._link.forget()
         if event.requested:
             self._apply_audio()
@@ -512,7 +518,7 @@ class Session:
         s = self.cfg.session
         return timers.pending([
             (self._reconnect.next_try, self._retry),
-            (self._end_turn_at, self._end_turn_now),
+            (self._end_turn_at, self._end_turn_timed_out),
             (self._deadline, self._on_deadline),
             (self._turns.report_due, self._turns.flush_interrupted),
             (self._link.deadline if self._link.pending else None, self._connect_timed_out),

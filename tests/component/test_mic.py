@@ -429,3 +429,98 @@ def test_a_release_sends_the_last_words_at_once(alsa_files: AlsaFiles,
         done.release()
     finally:
         stop_mic(mic, sources)
+
+
+class TurnEnds:
+    """The mic's answers to turn ends, with what the sink had been given by each answer."""
+
+    def __init__(self, mic: list[Mic], up: Uplink) -> None:
+        self._mic, self._up = mic, up
+        self.answers: list[tuple[int, list[bytes], int]] = []  # number, frames sent, periods read
+        self.answered = threading.Event()
+
+    def __call__(self, number: int, t: float) -> None:
+        # On the mic thread: the snapshot is what the sink holds at the moment of the answer.
+        self.answers.append((number, self._up.snapshot(), self._mic[0].frames_read))
+        self.answered.set()
+
+
+def test_a_turn_end_is_answered_once_the_words_before_it_are_sent(
+        alsa_files: AlsaFiles, sources: list[SteeredSource]) -> None:
+    """At a release the mic is asked for the turn's end: it answers once, after the sink has the
+    frame holding the last live period, sent short."""
+    frames = frames_of(ramp(320 * 30))
+    alsa_files.set_mic(b"".join(frames), pad_seconds=0)
+    up = Uplink()
+    holder: list[Mic] = []
+    ends = TurnEnds(holder, up)
+    release, done = Hold(), Hold()
+    mic = Mic(opener(alsa_files, sources, 30, holds={10: release, 30: done}), FMT, up,
+              frame_periods=4, on_turn_end=ends)
+    holder.append(mic)
+    mic.set_gate(True)
+    mic.set_uplink(UplinkMode.STREAM)
+    mic.start()
+    try:
+        release.wait()  # periods 0..9 read; the thread waits for period 10
+        mic.set_gate(False)
+        assert mic.ask_turn_end() == 1
+        release.release()
+        assert ends.answered.wait(WAIT)
+        done.wait()
+        ((number, sent, _),) = ends.answers
+        assert number == 1
+        assert sent[:4] == [frames[0], b"".join(frames[1:5]), b"".join(frames[5:9]), frames[9]]
+        done.release()
+    finally:
+        stop_mic(mic, sources)
+
+
+def test_with_the_gate_left_open_a_turn_end_still_flushes_and_answers(
+        alsa_files: AlsaFiles, sources: list[SteeredSource]) -> None:
+    """Full duplex keeps the gate open after a release: the answer still comes, with every
+    period read so far already at the sink (the frame in progress sent short)."""
+    frames = frames_of(ramp(320 * 30))
+    alsa_files.set_mic(b"".join(frames), pad_seconds=0)
+    up = Uplink()
+    holder: list[Mic] = []
+    ends = TurnEnds(holder, up)
+    release = Hold()
+    mic = Mic(opener(alsa_files, sources, 30, holds={10: release}), FMT, up,
+              frame_periods=4, on_turn_end=ends)
+    holder.append(mic)
+    mic.set_gate(True)
+    mic.set_uplink(UplinkMode.STREAM)
+    mic.start()
+    try:
+        release.wait()
+        assert mic.ask_turn_end() == 1
+        release.release()
+        assert ends.answered.wait(WAIT)
+        ((number, sent, read),) = ends.answers
+        assert number == 1 and read >= 10
+        assert b"".join(sent) == b"".join(frames[:read])
+    finally:
+        stop_mic(mic, sources)
+
+
+def test_a_mic_with_no_device_answers_a_turn_end_at_once(alsa_files: AlsaFiles,
+                                                         sources: list[SteeredSource]) -> None:
+    """No device (silence paced by the clock in its place): a turn end is answered within a
+    frame, not left to the session's timeout."""
+    up = Uplink()
+    holder: list[Mic] = []
+    ends = TurnEnds(holder, up)
+    alsa_files.remove_mic()
+    mic = Mic(opener(alsa_files, sources, 30), FMT, up, frame_periods=4, on_turn_end=ends,
+              backoff=lambda: itertools.repeat(60.0))
+    holder.append(mic)
+    mic.set_uplink(UplinkMode.STREAM)
+    mic.start()
+    try:
+        up.wait_for(lambda f: len(f) >= 1)  # missing: silence by the clock
+        assert mic.ask_turn_end() == 1
+        assert ends.answered.wait(WAIT)
+        assert [n for n, _, _ in ends.answers] == [1]
+    finally:
+        stop_mic(mic, sources)

@@ -60,10 +60,16 @@ def test_the_release_sends_force_end_turn_after_all_of_the_turns_audio(make_rig:
     rig.assert_parrot_heard(spoken, heard)
 
 
-def test_a_release_mid_word_sends_the_last_words_before_force_end_turn(make_rig: Any) -> None:
+TIMED_OUT = "did not confirm the end of the turn"
+
+
+def test_a_release_mid_word_sends_the_last_words_before_force_end_turn(
+        make_rig: Any, caplog: pytest.LogCaptureFixture) -> None:
     """Released while the user still speaks: every loud frame captured before the release
     reaches the server ahead of ForceEndTurn, so the turn is not cut short (the tail would open
-    an utterance that barges in on the reply) and the agent answers each turn."""
+    an utterance that barges in on the reply) and the agent answers each turn. The mic itself
+    says when its words are out: the session never waits out its timeout."""
+    caplog.set_level(logging.INFO, logger="speakerd.session")
     rig = make_rig()
     for turn in range(TURNS_MID_WORD):
         n = len(rig.states)
@@ -87,6 +93,20 @@ def test_a_release_mid_word_sends_the_last_words_before_force_end_turn(make_rig:
         assert len(ends) == turn + 1
         assert not any(_loud(f.data) for f in frames[ends[-1]:])
     assert len([r for r in session.replies if r.kind == "turn"]) == TURNS_MID_WORD
+    assert not [r for r in caplog.records if TIMED_OUT in r.getMessage()]
+
+
+def test_full_duplex_ends_each_turn_on_the_mic_s_word(make_rig: Any,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """Full duplex keeps the mic live after a release (a speakerphone): the mic still says when
+    the turn's words are out, so ForceEndTurn goes then, never after the session's timeout."""
+    caplog.set_level(logging.INFO, logger="speakerd.session")
+    rig = make_rig(audio={"duplex": "full"})
+    for _ in range(3):
+        _turn(rig)
+    (session,) = rig.emulator.sessions
+    assert len(session.texts("ForceEndTurn")) == 3
+    assert not [r for r in caplog.records if TIMED_OUT in r.getMessage()]
 
 
 @pytest.mark.parametrize("listen,answers_while_held", [({}, False), (NOVA, True)],

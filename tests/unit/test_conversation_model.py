@@ -92,9 +92,14 @@ class Mic:
     def __init__(self) -> None:
         self.live = False
         self.mode = UplinkMode.OFF
+        self.turn_ends = 0  # turn ends the session asked for
 
     def set_gate(self, live: bool) -> None:
         self.live = live
+
+    def ask_turn_end(self) -> int:
+        self.turn_ends += 1
+        return self.turn_ends
 
     def set_uplink(self, mode: UplinkMode) -> None:
         self.mode = mode
@@ -387,12 +392,13 @@ class Conversation(RuleBasedStateMachine):
         self.last_press = self.clock()
         self.handle(ButtonReleased(self.clock()))
 
-    @precondition(lambda self: not self.mic.live)
-    @rule()
-    def mic_sent_its_words(self) -> None:
-        """The mic saw its gate shut and handed over what it had captured (a release's
-        ForceEndTurn waits for this, or for its timeout)."""
-        self.handle(TurnAudioSent(self.clock()))
+    @precondition(lambda self: self.mic.turn_ends > 0)
+    @rule(data=st.data())
+    def mic_sent_its_words(self, data: st.DataObject) -> None:
+        """The mic answers a turn end it was asked for, the latest or an older one (a release's
+        ForceEndTurn waits for the latest, or for its timeout)."""
+        number = data.draw(st.integers(1, self.mic.turn_ends))
+        self.handle(TurnAudioSent(number, self.clock()))
 
     # --- the agent server ------------------------------------------------------------------
 
@@ -588,6 +594,12 @@ class Conversation(RuleBasedStateMachine):
         the next press sends it (a release, or the session's own when held too long)."""
         sent = sum(1 for link in self.links for t in link.texts if t["type"] == "ForceEndTurn")
         assert sent <= self.presses, f"{sent} ForceEndTurn for {self.presses} presses"
+
+    @invariant()
+    def an_owed_turn_end_is_not_forgotten(self) -> None:
+        """A release's ForceEndTurn waits for the mic's answer at most END_TURN_WAIT."""
+        owed = self.session._end_turn_at
+        assert owed is None or self.clock() <= owed + SLACK, "a turn end outlived its wait"
 
     @invariant()
     def a_call_is_answered_at_most_once(self) -> None:

@@ -79,6 +79,19 @@ class Recorder:
         return self.playing
 
 
+class MicRecorder(Recorder):
+    """The mic's calls, and the numbers it gives the turn ends it is asked for."""
+
+    def __init__(self, log: list[tuple[str, ...]]) -> None:
+        super().__init__(log, "mic")
+        self.turn_ends = 0
+
+    def ask_turn_end(self) -> int:
+        self.turn_ends += 1
+        self._log.append(("mic", "ask_turn_end", str(self.turn_ends)))
+        return self.turn_ends
+
+
 @dataclasses.dataclass
 class Rig:
     session: Session
@@ -123,7 +136,7 @@ def make_rig(cfg: Config | None = None, runner: Any = None) -> Rig:
         return links[-1]
 
     speaker = Recorder(calls, "speaker")
-    session = Session(cfg, connect=connect, mic=Recorder(calls, "mic"), speaker=speaker,
+    session = Session(cfg, connect=connect, mic=MicRecorder(calls), speaker=speaker,
                       leds=Recorder(calls, "leds"), router=Router(speaker), runner=runner,
                       on_state=states.append, clock=clock, rng=lambda: 0.5)
     session._show(State.IDLE)
@@ -153,7 +166,8 @@ def test_release_while_connecting_hands_the_turn_over_once_ready() -> None:
     assert rig.mic_calls()[-1] == ("mic", "set_gate", "False")
     rig.ready()
     assert rig.session.state == State.THINKING
-    assert rig.mic_calls()[-1] == ("mic", "set_uplink", "stream")
+    # The buffered words stream, then the turn's end is asked of the mic (ForceEndTurn after it).
+    assert rig.mic_calls()[-2:] == [("mic", "set_uplink", "stream"), ("mic", "ask_turn_end", "1")]
 
 
 def test_hold_mode_full_turn_walks_the_led_states() -> None:

@@ -42,23 +42,57 @@ def _force_end_turns(rig: Rig) -> int:
     return sum(1 for link in rig.links for t in link.texts if t["type"] == "ForceEndTurn")
 
 
+def _asked(rig: Rig) -> int:
+    """The number of the last turn end the session asked the mic for."""
+    return rig.session.mic.turn_ends  # type: ignore[attr-defined]
+
+
 def test_the_release_ends_a_flux_turn_once_the_mic_has_sent_its_words() -> None:
-    """Hold mode with Flux: the gate shuts at the release, and ForceEndTurn goes once the mic
-    says the words captured before it are with the uplink, behind them in the outbox."""
+    """Hold mode with Flux: the gate shuts at the release and the mic is asked for the words it
+    holds; ForceEndTurn goes when it answers, behind them in the outbox, and only once."""
     rig = make_rig()
     rig.send(ButtonPressed(rig.clock()))
     rig.ready()
     _timeline(rig)
     rig.send(ButtonReleased(rig.clock()))
     assert rig.session.state == State.THINKING
-    assert [c for c in rig.calls if c[0] in ("mic", "link")][-1] == ("mic", "set_gate", "False")
+    assert [c for c in rig.calls if c[0] in ("mic", "link")][-2:] == [
+        ("mic", "set_gate", "False"), ("mic", "ask_turn_end", "1")]
     assert _force_end_turns(rig) == 0  # the mic may still hold the last words
-    rig.send(TurnAudioSent(rig.clock()))
+    rig.send(TurnAudioSent(1, rig.clock()))
     assert [c for c in rig.calls if c[0] in ("mic", "link")][-1] == (
         "link", "send_text", "ForceEndTurn after audio")
-    rig.send(TurnAudioSent(rig.clock()))
+    rig.send(TurnAudioSent(1, rig.clock()))
     rig.advance(END_TURN_WAIT * 2)
     assert _force_end_turns(rig) == 1
+
+
+def test_full_duplex_ends_the_turn_on_the_mic_s_answer_though_the_gate_stays_open() -> None:
+    """Full duplex keeps the mic live after the release; the turn end is still asked for and
+    answered at once, not left to the timeout."""
+    rig = make_rig(parse_config({"audio": {"duplex": "full"}}))
+    rig.send(ButtonPressed(rig.clock()))
+    rig.ready()
+    rig.send(ButtonReleased(rig.clock()))
+    assert ("mic", "set_gate", "False") not in rig.mic_calls()[-3:]
+    assert rig.mic_calls()[-1] == ("mic", "ask_turn_end", "1")
+    rig.send(TurnAudioSent(1, rig.clock()))
+    assert _force_end_turns(rig) == 1
+
+
+def test_an_answer_to_an_older_turn_end_does_not_end_this_one() -> None:
+    """A late answer for the previous release (a quick re-press) leaves this turn's ForceEndTurn
+    waiting for its own answer."""
+    rig = make_rig()
+    _turn(rig)
+    assert _force_end_turns(rig) == 1
+    rig.send(ButtonPressed(rig.clock()))
+    rig.send(ButtonReleased(rig.clock()))
+    assert _asked(rig) == 2
+    rig.send(TurnAudioSent(1, rig.clock()))
+    assert _force_end_turns(rig) == 1
+    rig.send(TurnAudioSent(2, rig.clock()))
+    assert _force_end_turns(rig) == 2
 
 
 def test_a_mic_that_never_reports_does_not_hold_the_turn_open() -> None:
@@ -95,12 +129,14 @@ def test_a_release_while_connecting_ends_the_turn_once_the_buffer_streams() -> N
     rig = make_rig()
     rig.send(ButtonPressed(rig.clock()))
     rig.send(ButtonReleased(rig.clock()))
-    rig.send(TurnAudioSent(rig.clock()))
     _timeline(rig)
     assert _force_end_turns(rig) == 0  # nothing before the settings are applied
     rig.ready()
     tail = [c for c in rig.calls if c[0] in ("mic", "link")][-2:]
-    assert tail == [("mic", "set_uplink", "stream"), ("link", "send_text", "ForceEndTurn after audio")]
+    assert tail == [("mic", "set_uplink", "stream"), ("mic", "ask_turn_end", "1")]
+    rig.send(TurnAudioSent(1, rig.clock()))
+    assert [c for c in rig.calls if c[0] in ("mic", "link")][-1] == (
+        "link", "send_text", "ForceEndTurn after audio")
 
 
 @pytest.mark.parametrize("raw", [
@@ -128,9 +164,9 @@ def _turn(rig: Rig) -> None:
 
 
 def _release(rig: Rig) -> None:
-    """The release, and the mic's report that it has sent the words captured before it."""
+    """The release, and the mic's answer that it has sent the words captured before it."""
     rig.send(ButtonReleased(rig.clock()))
-    rig.send(TurnAudioSent(rig.clock()))
+    rig.send(TurnAudioSent(_asked(rig), rig.clock()))
 
 
 def test_a_release_while_a_late_reply_sounds_still_ends_the_turn() -> None:
