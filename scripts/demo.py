@@ -93,7 +93,7 @@ class Console:
         self.say(f"[{role}] {content}")
 
 
-class TurnLog(logging.Handler):
+class TurnLines(logging.Handler):
     """Shows the daemon's INFO lines (per-turn latencies, connects); states are shown already."""
 
     def __init__(self, console: Console) -> None:
@@ -157,7 +157,7 @@ def run(out: Path) -> None:
         try:
             cfg = demo_config(emu, pa, root / "state")
             console = Console(cfg)
-            logging.getLogger("speakerd").addHandler(TurnLog(console))
+            logging.getLogger("speakerd").addHandler(TurnLines(console))
             logging.getLogger("speakerd").setLevel(logging.INFO)
             console.say(f"emulator on {emu.url('v1')}; speaker {pa.speaker_device}, mic {pa.mic_device}")
             rec = pa.record_speaker(root / "speaker.raw")

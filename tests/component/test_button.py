@@ -15,7 +15,7 @@ from speakerd.config import ButtonConfig
 WAIT = 5.0  # generous: only ever the upper bound of an event wait
 
 
-class Recorder:
+class EdgeRecorder:
     """Collects (edge, t, thread name) and signals each arrival."""
 
     def __init__(self) -> None:
@@ -51,12 +51,12 @@ def in_thread(fn: Callable[[], None], name: str = "gpio-callbacks") -> None:
 
 
 @pytest.fixture
-def recorder() -> Recorder:
-    return Recorder()
+def recorder() -> EdgeRecorder:
+    return EdgeRecorder()
 
 
 @pytest.fixture
-def make_button(mock_pins: MockFactory, recorder: Recorder) -> Iterator[Callable[..., PushButton]]:
+def make_button(mock_pins: MockFactory, recorder: EdgeRecorder) -> Iterator[Callable[..., PushButton]]:
     made: list[PushButton] = []
     ticks = itertools.count(100.0)
 
@@ -71,7 +71,7 @@ def make_button(mock_pins: MockFactory, recorder: Recorder) -> Iterator[Callable
         b.close()
 
 
-def test_press_and_release_from_callback_thread(mock_pins: MockFactory, recorder: Recorder,
+def test_press_and_release_from_callback_thread(mock_pins: MockFactory, recorder: EdgeRecorder,
                                                 make_button: Callable[..., PushButton]) -> None:
     """A pulled-up button reports press on low, release on high, on the driving thread, timed."""
     button = make_button(pin="GPIO17")
@@ -87,7 +87,7 @@ def test_press_and_release_from_callback_thread(mock_pins: MockFactory, recorder
                               ("release", 101.0, "gpio-callbacks")]
 
 
-def test_pull_down_button_presses_on_high(mock_pins: MockFactory, recorder: Recorder,
+def test_pull_down_button_presses_on_high(mock_pins: MockFactory, recorder: EdgeRecorder,
                                           make_button: Callable[..., PushButton]) -> None:
     """With pull_up false the idle pin is low and a high level is the press."""
     make_button(pin="GPIO27", pull_up=False)
@@ -100,7 +100,7 @@ def test_pull_down_button_presses_on_high(mock_pins: MockFactory, recorder: Reco
     assert recorder.kinds() == ["press", "release"]
 
 
-def test_many_presses_alternate(mock_pins: MockFactory, recorder: Recorder,
+def test_many_presses_alternate(mock_pins: MockFactory, recorder: EdgeRecorder,
                                 make_button: Callable[..., PushButton]) -> None:
     """A burst of edges driven from a Timer thread still reports press, release, ... in order."""
     make_button(pin="GPIO17")
@@ -118,7 +118,7 @@ def test_many_presses_alternate(mock_pins: MockFactory, recorder: Recorder,
     assert recorder.kinds() == ["press", "release"] * 20
 
 
-def test_duplicate_edges_are_dropped(mock_pins: MockFactory, recorder: Recorder,
+def test_duplicate_edges_are_dropped(mock_pins: MockFactory, recorder: EdgeRecorder,
                                      make_button: Callable[..., PushButton]) -> None:
     """A second press without a release, or a release without a press, is not reported."""
     button = make_button(pin="GPIO17")
@@ -136,7 +136,7 @@ def test_duplicate_edges_are_dropped(mock_pins: MockFactory, recorder: Recorder,
     assert recorder.kinds() == ["press", "release", "press"]
 
 
-def test_held_at_start_release_is_not_reported(mock_pins: MockFactory, recorder: Recorder,
+def test_held_at_start_release_is_not_reported(mock_pins: MockFactory, recorder: EdgeRecorder,
                                                make_button: Callable[..., PushButton]) -> None:
     """A button already down when the daemon starts gives no release; the next press counts."""
     pin = mock_pins.pin("GPIO17")
@@ -158,7 +158,7 @@ def test_bounce_time_is_passed_to_gpiozero(mock_pins: MockFactory,
     assert b.device.pin.bounce is None
 
 
-def test_close_stops_callbacks_and_frees_the_pin(mock_pins: MockFactory, recorder: Recorder,
+def test_close_stops_callbacks_and_frees_the_pin(mock_pins: MockFactory, recorder: EdgeRecorder,
                                                  make_button: Callable[..., PushButton]) -> None:
     """After close no edge is reported, close is idempotent, and the pin can be claimed again."""
     button = make_button(pin="GPIO17")

@@ -13,25 +13,27 @@ import pytest
 
 from speakerd.audio import AudioFormat, open_source
 from speakerd.backoff import device_backoff
+from speakerd.framing import FrameSink
 from speakerd.mic import Mic
 from speakerd.uplink import UplinkMode
 from tests.support.alsa import WAIT, AlsaFiles, DeviceLog, Hold, SteeredSource, load_wav, ramp
+from tests.support.shapes import shape_differences
 
 FMT = AudioFormat(rate=16000, period_frames=320)
 PERIOD = FMT.period_bytes
 SILENCE = FMT.silence()
 
 
-class Uplink:
+class FrameRecorder:
     """Records what the mic sends, and lets a test wait for a number of frames."""
 
     def __init__(self) -> None:
         self.frames: list[bytes] = []
         self._cond = threading.Condition()  # send() runs in the mic thread; the test waits here
 
-    def uplink(self, frame: bytes) -> None:
+    def uplink(self, pcm: bytes) -> None:
         with self._cond:
-            self.frames.append(frame)
+            self.frames.append(pcm)
             self._cond.notify_all()
 
     def wait_for(self, predicate: Callable[[list[bytes]], bool], timeout: float = WAIT) -> None:
@@ -92,7 +94,7 @@ def test_streams_fixture_bit_exact(alsa_files: AlsaFiles, sources: list[SteeredS
     speech = load_wav("weather")
     total = alsa_files.set_mic(speech, pad_seconds=0.5)
     limit = total // PERIOD
-    up = Uplink()
+    up = FrameRecorder()
     mic = Mic(opener(alsa_files, sources, limit), FMT, up)
     mic.set_gate(True)
     mic.set_uplink(UplinkMode.STREAM)
@@ -110,7 +112,7 @@ def test_closed_gate_sends_silence_at_same_cadence(alsa_files: AlsaFiles,
                                                   sources: list[SteeredSource]) -> None:
     """A closed gate sends one period of silence for every period read, never the microphone."""
     alsa_files.set_mic(ramp(320 * 30), pad_seconds=0)
-    up = Uplink()
+    up = FrameRecorder()
     mic = Mic(opener(alsa_files, sources, 30), FMT, up)
     mic.set_uplink(UplinkMode.STREAM)
     mic.start()
@@ -126,7 +128,7 @@ def test_uplink_off_reads_but_sends_nothing(alsa_files: AlsaFiles,
                                             sources: list[SteeredSource]) -> None:
     """With no socket the device is still read, and every frame is discarded."""
     alsa_files.set_mic(ramp(320 * 20), pad_seconds=0)
-    up = Uplink()
+    up = FrameRecorder()
     mic = Mic(opener(alsa_files, sources, 20), FMT, up)
     mic.set_gate(True)
     mic.start()
@@ -146,7 +148,7 @@ def test_connect_buffer_keeps_every_frame_from_the_press(alsa_files: AlsaFiles,
     """Frames from the press edge are buffered while connecting, then sent first and in order."""
     frames = frames_of(ramp(320 * 50))
     alsa_files.set_mic(b"".join(frames), pad_seconds=0)
-    up = Uplink()
+    up = FrameRecorder()
     first_sends: list[float] = []
     press, ready, done = Hold(), Hold(), Hold()
     mic = Mic(opener(alsa_files, sources, 50, holds={10: press, 30: ready, 50: done}), FMT,
@@ -175,7 +177,7 @@ def test_streaming_sends_the_buffer_before_set_uplink_returns(
     it (ForceEndTurn on a release while connecting) follows every buffered frame."""
     frames = frames_of(ramp(320 * 40))
     alsa_files.set_mic(b"".join(frames), pad_seconds=0)
-    up = Uplink()
+    up = FrameRecorder()
     press, ready, done = Hold(), Hold(), Hold()
     mic = Mic(opener(alsa_files, sources, 40, holds={10: press, 25: ready, 40: done}), FMT, up)
     mic.start()
@@ -202,7 +204,7 @@ def test_connect_buffer_is_bounded_oldest_dropped(alsa_files: AlsaFiles,
     frames = frames_of(ramp(320 * 25))
     alsa_files.set_mic(b"".join(frames), pad_seconds=0)
     ready, done = Hold(), Hold()
-    up = Uplink()
+    up = FrameRecorder()
     mic = Mic(opener(alsa_files, sources, 25, holds={20: ready, 25: done}), FMT, up,
               buffer_seconds=0.1)  # 5 frames
     mic.set_gate(True)
@@ -227,7 +229,7 @@ def test_device_missing_at_start_then_appearing(alsa_files: AlsaFiles,
     """A missing mic is reported, silence feeds the uplink, and the mic is used once it appears."""
     alsa_files.remove_mic()
     frames = frames_of(ramp(320 * 20))
-    up = Uplink()
+    up = FrameRecorder()
     device = DeviceLog()
     mic = Mic(opener(alsa_files, sources, 20), FMT, up, on_device=device,
               backoff=quick_backoff)
@@ -254,7 +256,7 @@ def test_device_lost_mid_stream_is_reopened(alsa_files: AlsaFiles,
     """A read that fails mid-stream is reported, bridged with silence, and the device reopened."""
     frames = frames_of(ramp(320 * 30))
     alsa_files.set_mic(b"".join(frames), pad_seconds=0)
-    up = Uplink()
+    up = FrameRecorder()
     device = DeviceLog()
     mic = Mic(opener(alsa_files, sources, 30, fail_at=[10]), FMT, up, on_device=device,
               backoff=quick_backoff)
@@ -281,7 +283,7 @@ def test_level_reports_rms_and_peak(alsa_files: AlsaFiles, sources: list[Steered
                              for i in range(n)))
     alsa_files.set_mic(sine.tobytes(), pad_seconds=0)
     done = Hold()
-    mic = Mic(opener(alsa_files, sources, 20, holds={20: done}), FMT, Uplink())
+    mic = Mic(opener(alsa_files, sources, 20, holds={20: done}), FMT, FrameRecorder())
     assert mic.level() == (0.0, 0.0)
     mic.start()
     try:
@@ -304,7 +306,7 @@ def test_a_mic_thread_that_will_not_stop_is_kept_not_doubled(
         alsa_files: AlsaFiles, sources: list[SteeredSource]) -> None:
     """stop() that times out keeps the stuck thread: start() refuses to add a second device owner."""
     hold = Hold()
-    mic = Mic(opener(alsa_files, sources, 50, holds={3: hold}), FMT, Uplink())
+    mic = Mic(opener(alsa_files, sources, 50, holds={3: hold}), FMT, FrameRecorder())
     mic.set_gate(True)
     mic.set_uplink(UplinkMode.STREAM)
     mic.start()
@@ -326,7 +328,7 @@ def test_periods_are_grouped_into_frames_bit_exact(alsa_files: AlsaFiles,
     """With frame_periods=4 each message carries four periods, and together they equal the capture."""
     frames = frames_of(ramp(320 * 40))
     alsa_files.set_mic(b"".join(frames), pad_seconds=0)
-    up = Uplink()
+    up = FrameRecorder()
     mic = Mic(opener(alsa_files, sources, 40), FMT, up, frame_periods=4)
     mic.set_gate(True)
     mic.set_uplink(UplinkMode.STREAM)
@@ -350,7 +352,7 @@ def test_a_warm_press_sends_its_first_period_at_once(alsa_files: AlsaFiles,
     soon as it holds one live period: silence so far, then the press edge's period."""
     frames = frames_of(ramp(320 * 30))
     alsa_files.set_mic(b"".join(frames), pad_seconds=0)
-    up = Uplink()
+    up = FrameRecorder()
     press, done = Hold(), Hold()
     first_sends: list[float] = []
     mic = Mic(opener(alsa_files, sources, 30, holds={10: press, 30: done}), FMT, up,
@@ -380,7 +382,7 @@ def test_connect_buffer_holds_frames_and_flushes_a_partial_one(
     frame in progress leave together, in order, with nothing lost or doubled."""
     frames = frames_of(ramp(320 * 30))
     alsa_files.set_mic(b"".join(frames), pad_seconds=0)
-    up = Uplink()
+    up = FrameRecorder()
     ready, done = Hold(), Hold()
     mic = Mic(opener(alsa_files, sources, 30, holds={10: ready, 30: done}), FMT, up,
               frame_periods=4)
@@ -409,7 +411,7 @@ def test_a_release_sends_the_last_words_at_once(alsa_files: AlsaFiles,
     completing it with silence first."""
     frames = frames_of(ramp(320 * 30))
     alsa_files.set_mic(b"".join(frames), pad_seconds=0)
-    up = Uplink()
+    up = FrameRecorder()
     release, done = Hold(), Hold()
     mic = Mic(opener(alsa_files, sources, 30, holds={10: release, 30: done}), FMT, up,
               frame_periods=4)
@@ -434,7 +436,7 @@ def test_a_release_sends_the_last_words_at_once(alsa_files: AlsaFiles,
 class TurnEnds:
     """The mic's answers to turn ends, with what the sink had been given by each answer."""
 
-    def __init__(self, mic: list[Mic], up: Uplink) -> None:
+    def __init__(self, mic: list[Mic], up: FrameRecorder) -> None:
         self._mic, self._up = mic, up
         self.answers: list[tuple[int, list[bytes], int]] = []  # number, frames sent, periods read
         self.answered = threading.Event()
@@ -451,7 +453,7 @@ def test_a_turn_end_is_answered_once_the_words_before_it_are_sent(
     frame holding the last live period, sent short."""
     frames = frames_of(ramp(320 * 30))
     alsa_files.set_mic(b"".join(frames), pad_seconds=0)
-    up = Uplink()
+    up = FrameRecorder()
     holder: list[Mic] = []
     ends = TurnEnds(holder, up)
     release, done = Hold(), Hold()
@@ -482,7 +484,7 @@ def test_with_the_gate_left_open_a_turn_end_still_flushes_and_answers(
     period read so far already at the sink (the frame in progress sent short)."""
     frames = frames_of(ramp(320 * 30))
     alsa_files.set_mic(b"".join(frames), pad_seconds=0)
-    up = Uplink()
+    up = FrameRecorder()
     holder: list[Mic] = []
     ends = TurnEnds(holder, up)
     release = Hold()
@@ -508,7 +510,7 @@ def test_a_mic_with_no_device_answers_a_turn_end_at_once(alsa_files: AlsaFiles,
                                                          sources: list[SteeredSource]) -> None:
     """No device (silence paced by the clock in its place): a turn end is answered within a
     frame, not left to the session's timeout."""
-    up = Uplink()
+    up = FrameRecorder()
     holder: list[Mic] = []
     ends = TurnEnds(holder, up)
     alsa_files.remove_mic()
@@ -524,3 +526,8 @@ def test_a_mic_with_no_device_answers_a_turn_end_at_once(alsa_files: AlsaFiles,
         assert [n for n, _, _ in ends.answers] == [1]
     finally:
         stop_mic(mic, sources)
+
+
+def test_the_frame_recorder_has_the_shape_of_the_mic_s_sink() -> None:
+    """FrameRecorder stands in for the Router as the mic's FrameSink: called the same way."""
+    assert shape_differences(FrameRecorder, FrameSink) == []

@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from speakerd import connection
 from speakerd import protocol as p
 from speakerd.config import Config, parse_config
 from speakerd.events import (
@@ -43,9 +44,10 @@ from speakerd.events import (
 )
 from speakerd.playback import DRAIN_GRACE
 from speakerd.reconnect import RECONNECT_WINDOW
-from speakerd.router import Router
-from speakerd.session import ERROR_HOLD, Session
+from speakerd.router import ReplyPlayer, Router
+from speakerd.session import ERROR_HOLD, LedControl, MicControl, Session, SpeakerControl
 from speakerd.uplink import UplinkMode
+from tests.support.shapes import shape_differences
 
 # A little slack over each bound: tick() runs when the test advances the clock, not continuously.
 SLACK = 0.01
@@ -59,7 +61,7 @@ class Clock:
         return self.now
 
 
-class Link:
+class FakeLink:
     """One connection as the session sees it; records what the daemon sent on it."""
 
     def __init__(self, settings: str) -> None:
@@ -67,9 +69,10 @@ class Link:
         self.started = False
         self.closed = False
         self.applied = False
+        self.failed: list[str] = []
         self.texts: list[dict[str, Any]] = []
 
-    def start(self) -> Link:
+    def start(self) -> FakeLink:
         self.started = True
         return self
 
@@ -82,11 +85,14 @@ class Link:
     def close(self) -> None:
         self.closed = True
 
+    def fail(self, reason: str) -> None:
+        self.failed.append(reason)
+
     def answers(self, call_id: str) -> int:
         return sum(1 for t in self.texts if t["type"] == "FunctionCallResponse" and t["id"] == call_id)
 
 
-class Mic:
+class FakeMic:
     """What the session told the mic: the gate and the uplink mode."""
 
     def __init__(self) -> None:
@@ -105,7 +111,7 @@ class Mic:
         self.mode = mode
 
 
-class Leds:
+class FakeLeds:
     def __init__(self) -> None:
         self.shown: list[State] = []
 
@@ -117,7 +123,7 @@ class Leds:
 CALL_TIMEOUT = 5.0
 
 
-class Runner:
+class FakeRunner:
     """Records the calls the session starts and withdraws; the test decides when one finishes,
     and the runner's own timeout answers one that takes too long."""
 
@@ -283,10 +289,10 @@ class Conversation(RuleBasedStateMachine):
                                          "functions": [{"name": "lamp", "action": {"type": "gpio",
                                                                                    "pin": "GPIO5"}}]})
         self.clock = Clock()
-        self.mic = Mic()
-        self.leds = Leds()
-        self.runner = Runner(self.clock)
-        self.links: list[Link] = []
+        self.mic = FakeMic()
+        self.leds = FakeLeds()
+        self.runner = FakeRunner(self.clock)
+        self.links: list[FakeLink] = []
         self.presses = 0  # button presses so far (each begins at most one turn)
         self.playback = Playback(self.clock, self.cfg.session.late_audio_timeout)
         self.router = Router(self.playback)
@@ -301,7 +307,7 @@ class Conversation(RuleBasedStateMachine):
         self.drained_at: float | None = None
         self.held = False
         self.call_ids = (f"call-{n}" for n in itertools.count())
-        self.calls: dict[str, tuple[Link, int | None]] = {}  # id -> (asked on, answers at cancel)
+        self.calls: dict[str, tuple[FakeLink, int | None]] = {}  # id -> (asked on, answers at cancel)
         self.states: list[State] = [self.session.state]
         self._sounded_checked = 0
 
@@ -314,13 +320,13 @@ class Conversation(RuleBasedStateMachine):
         if state is State.SPEAKING and self.cfg.audio.duplex == "half":
             assert not self.mic.live, "speaking shown with the mic gate open"
 
-    def _connect(self, settings: str) -> Link:
-        self.links.append(Link(settings))
+    def _connect(self, settings: str) -> FakeLink:
+        self.links.append(FakeLink(settings))
         self.server_turn += 1  # a new server: the old link's cut-off reply cannot come over it
         return self.links[-1]
 
     @property
-    def link(self) -> Link | None:
+    def link(self) -> FakeLink | None:
         return self.links[-1] if self.links and not self.links[-1].closed else None
 
     def handle(self, event: Event) -> None:
@@ -359,7 +365,7 @@ class Conversation(RuleBasedStateMachine):
         if self.states[-1] is not self.session.state:
             self.states.append(self.session.state)
 
-    def server(self, event: p.ServerEvent, link: Link | None = None) -> None:
+    def server(self, event: p.ServerEvent, link: FakeLink | None = None) -> None:
         link = link or self.link
         if link is None:
             return
@@ -664,3 +670,10 @@ Conversation.TestCase.settings = settings(
     max_examples=EXAMPLES, stateful_step_count=50, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 test_conversation = Conversation.TestCase
+
+
+def test_the_model_s_fakes_have_the_shape_of_the_seams_they_stand_in_for() -> None:
+    """Each fake the model drives the session through is called as the real part would be."""
+    pairs = [(FakeLink, connection.Link), (FakeMic, MicControl), (FakeLeds, LedControl),
+             (FakeRunner, connection.Runner), (Playback, SpeakerControl), (Playback, ReplyPlayer)]
+    assert [d for fake, seam in pairs for d in shape_differences(fake, seam)] == []

@@ -12,6 +12,7 @@ import pytest
 from speakerd import protocol as p
 from speakerd.backoff import exponential_backoff
 from speakerd.config import Config, parse_config
+from speakerd.connection import Link
 from speakerd.events import (
     AgentConnected,
     AgentDisconnected,
@@ -26,6 +27,7 @@ from speakerd.events import (
 from speakerd.playback import DRAIN_GRACE
 from speakerd.router import Router
 from speakerd.session import Session
+from tests.support.shapes import shape_differences
 
 
 class Clock:
@@ -62,7 +64,7 @@ class FakeLink:
         self.failed.append(reason)
 
 
-class Recorder:
+class CallRecorder:
     """Records every call made on it, in order, across the fakes."""
 
     def __init__(self, log: list[tuple[str, ...]], name: str) -> None:
@@ -79,7 +81,7 @@ class Recorder:
         return self.playing
 
 
-class MicRecorder(Recorder):
+class MicRecorder(CallRecorder):
     """The mic's calls, and the numbers it gives the turn ends it is asked for."""
 
     def __init__(self, log: list[tuple[str, ...]]) -> None:
@@ -135,9 +137,9 @@ def make_rig(cfg: Config | None = None, runner: Any = None) -> Rig:
         links.append(FakeLink(settings))
         return links[-1]
 
-    speaker = Recorder(calls, "speaker")
+    speaker = CallRecorder(calls, "speaker")
     session = Session(cfg, connect=connect, mic=MicRecorder(calls), speaker=speaker,
-                      leds=Recorder(calls, "leds"), router=Router(speaker), runner=runner,
+                      leds=CallRecorder(calls, "leds"), router=Router(speaker), runner=runner,
                       on_state=states.append, clock=clock, rng=lambda: 0.5)
     session._show(State.IDLE)
     session._apply_audio()
@@ -313,7 +315,7 @@ def test_toggle_mode_keeps_listening_between_turns_and_a_press_ends_it() -> None
 def test_router_drops_late_audio_of_an_interrupted_reply() -> None:
     """After UserStartedSpeaking, later sentences of the old reply never reopen playback."""
     calls: list[tuple[str, ...]] = []
-    speaker = Recorder(calls, "speaker")
+    speaker = CallRecorder(calls, "speaker")
     router = Router(speaker)
     link = object()
     router.reset(link)
@@ -403,7 +405,7 @@ def test_a_late_audio_done_of_an_interrupted_reply_does_not_end_the_next_one(mod
 
 def test_a_withdrawn_function_call_is_never_answered() -> None:
     """FunctionCallCancelled: the runner is told to stop and its late result is not sent."""
-    runner = Recorder([], "runner")
+    runner = CallRecorder([], "runner")
     rig = make_rig(runner=runner)
     _speaking(rig)
     call = p.FunctionCall("call-1", "slow_thing", {}, client_side=True)
@@ -417,7 +419,7 @@ def test_a_withdrawn_function_call_is_never_answered() -> None:
 
 def test_every_function_call_gets_exactly_one_answer() -> None:
     """A call asked twice is run once; its result is sent once even if delivered twice."""
-    runner = Recorder([], "runner")
+    runner = CallRecorder([], "runner")
     rig = make_rig(runner=runner)
     _speaking(rig)
     call = p.FunctionCall("call-2", "lamp", {}, client_side=True)
@@ -432,7 +434,7 @@ def test_every_function_call_gets_exactly_one_answer() -> None:
 def test_the_router_knows_a_link_before_its_threads_start() -> None:
     """A server that speaks the moment the socket opens is heard: the link is routed before start()."""
     calls: list[tuple[str, ...]] = []
-    speaker = Recorder(calls, "speaker")
+    speaker = CallRecorder(calls, "speaker")
     router = Router(speaker)
 
     class EagerLink(FakeLink):
@@ -449,8 +451,8 @@ def test_the_router_knows_a_link_before_its_threads_start() -> None:
         links.append(EagerLink(settings))
         return links[-1]
 
-    session = Session(Config(), connect=connect, mic=Recorder(calls, "mic"), speaker=speaker,
-                      leds=Recorder(calls, "leds"), router=router, clock=Clock(), rng=lambda: 0.5)
+    session = Session(Config(), connect=connect, mic=CallRecorder(calls, "mic"), speaker=speaker,
+                      leds=CallRecorder(calls, "leds"), router=router, clock=Clock(), rng=lambda: 0.5)
     session.handle(ButtonPressed(0.0))
     assert links and links[0].started
     assert ("speaker", "begin_reply") in calls
@@ -460,7 +462,7 @@ def test_the_router_knows_a_link_before_its_threads_start() -> None:
 def test_an_old_links_event_cannot_change_how_the_new_links_reply_starts() -> None:
     """The router checks "is this my link" and acts on the event in one step: a link swap waits."""
     calls: list[tuple[str, ...]] = []
-    router = Router(Recorder(calls, "speaker"))
+    router = Router(CallRecorder(calls, "speaker"))
     old, new = object(), object()
     router.reset(old)
     checked, go_on = threading.Event(), threading.Event()
@@ -491,7 +493,7 @@ def test_the_router_plays_a_links_audio_only_after_its_settings_applied() -> Non
     """Audio a server sends before it applied our settings (the audio format among them) is
     never played; the same link's audio after SettingsApplied is."""
     calls: list[tuple[str, ...]] = []
-    router = Router(Recorder(calls, "speaker"))
+    router = Router(CallRecorder(calls, "speaker"))
     link = object()
     router.reset(link)
     router.audio(link, b"\x01\x00" * 160)
@@ -607,7 +609,7 @@ def test_a_refused_keys_pause_holds_in_idle_too() -> None:
 
 def test_a_running_function_keeps_the_agent_thinking() -> None:
     """A local call may run longer than the reply timeout: the turn waits for its answer."""
-    runner = Recorder([], "runner")
+    runner = CallRecorder([], "runner")
     rig = make_rig(runner=runner)
     _thinking(rig)
     rig.server(p.FunctionCallRequest((p.FunctionCall("c1", "slow", {}, True),)))
@@ -657,7 +659,7 @@ def test_a_reply_the_speaker_could_not_play_ends_the_turn() -> None:
 
 def test_an_agent_that_ends_the_conversation_without_a_word_still_ends_it() -> None:
     """end_conversation with no goodbye spoken: the conversation ends at the reply timeout."""
-    runner = Recorder([], "runner")
+    runner = CallRecorder([], "runner")
     rig = make_rig(parse_config({"button": {"mode": "toggle"}}), runner=runner)
     rig.send(ButtonPressed(rig.clock()))
     rig.ready()
@@ -686,7 +688,7 @@ def test_after_a_barge_in_the_old_replys_late_audio_is_never_played() -> None:
     """A press takes the floor: audio of the reply it cut off is refused however late it comes,
     until the next reply begins."""
     calls: list[tuple[str, ...]] = []
-    router = Router(Recorder(calls, "speaker"))
+    router = Router(CallRecorder(calls, "speaker"))
     link = object()
     router.reset(link)
     router.event(link, p.SettingsApplied())
@@ -699,3 +701,8 @@ def test_after_a_barge_in_the_old_replys_late_audio_is_never_played() -> None:
     router.event(link, p.ConversationText("assistant", "sure"))
     router.audio(link, b"\x01\x00" * 160)
     assert [c[1] for c in calls if c[1] in ("begin_reply", "play")] == ["begin_reply", "play"]
+
+
+def test_the_fake_link_has_the_shape_of_the_seam() -> None:
+    """FakeLink is called as the session calls a real Link."""
+    assert shape_differences(FakeLink, Link) == []

@@ -7,9 +7,10 @@ from speakerd import protocol as p
 from speakerd.events import AgentEventReceived, ButtonPressed, DeviceChanged, State
 from speakerd.inbox import Inbox
 from speakerd.playback import DRAIN_GRACE, SPEAKING_STALL, ReplyTracker
-from speakerd.statusline import MAX_STATUS, StatusLine, status_text
+from speakerd.statusline import MAX_STATUS, StatusLine, StatusSink, status_text
 from speakerd.timers import MIN_WAIT, TICK, first_due, next_wait, pending
 from speakerd.turns import TurnLog
+from tests.support.shapes import shape_differences
 
 
 class FailingLink:
@@ -20,7 +21,7 @@ class FailingLink:
         self.failed.append(reason)
 
 
-class Sink:
+class FakeStatusSink:
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.pets = 0
@@ -91,7 +92,7 @@ def test_the_status_line_names_missing_devices_in_order_and_the_last_error() -> 
 
 def test_a_device_that_comes_back_leaves_the_status_line() -> None:
     """DeviceChanged records a missing device and forgets it once it is back."""
-    sink = Sink()
+    sink = FakeStatusSink()
     line = StatusLine(sink, None, lambda: 0.0)
     line.device_changed(DeviceChanged("mic", False, "no such card"))
     line.publish(State.IDLE, "")
@@ -104,8 +105,8 @@ def test_the_watchdog_is_due_one_interval_after_its_last_pet() -> None:
     """No interval or no sink: never due; else due `interval` after each pet."""
     now = [50.0]
     assert StatusLine(None, 10.0, lambda: now[0]).watchdog_due() is None
-    assert StatusLine(Sink(), None, lambda: now[0]).watchdog_due() is None
-    sink = Sink()
+    assert StatusLine(FakeStatusSink(), None, lambda: now[0]).watchdog_due() is None
+    sink = FakeStatusSink()
     line = StatusLine(sink, 10.0, lambda: now[0])
     assert line.watchdog_due() == 10.0  # never petted: due at once
     line.pet_watchdog()
@@ -150,3 +151,8 @@ def test_the_turn_notes_keep_the_first_byte_and_first_audio_and_need_a_turn() ->
     turns.underran(1)
     assert (turn.first_byte, turn.speech_end, turn.first_audio, turn.underruns) == (10.1, 11.0, 11.5, 3)
     assert turns.reply_heard
+
+
+def test_the_fake_status_sink_has_the_shape_of_the_real_one() -> None:
+    """FakeStatusSink is called as the daemon's StatusSink is."""
+    assert shape_differences(FakeStatusSink, StatusSink) == []
