@@ -109,44 +109,43 @@ class StreamResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class DaemonProcess:
-    """bench/daemon_proc.py in a child process, killed by its pid at the end or on a time limit."""
+class LineProcess:
+    """A measured client in a child process that answers a line per command on stdin ("ready"
+    once up, "threads", "quit"), killed by its pid at the end or on a time limit."""
 
-    def __init__(self, cfg: dict[str, Any], cfg_path: Path, key: str, alsa_config: Path,
-                 limit: float) -> None:
-        cfg_path.write_text(json.dumps(cfg))
-        env = {**os.environ, "ALSA_CONFIG_PATH": str(alsa_config), "PYTHONPATH": str(ROOT)}
-        self.p = subprocess.Popen([sys.executable, str(ROOT / "bench/daemon_proc.py"),
-                                   str(cfg_path), key],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    def __init__(self, argv: list[str], env: dict[str, str], limit: float, what: str,
+                 stderr: Any = None) -> None:
+        self.p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=stderr, text=True, env=env)
         self.pid = self.p.pid
+        # A timer, not a wait: a child that hangs is killed by pid when its time is up.
         self._killer = threading.Timer(limit, self.p.kill)
         self._killer.start()
         if self._line() != "ready":
-            raise RuntimeError("the daemon did not start")
+            self.close()
+            raise RuntimeError(f"{what} did not start")
 
     def _line(self) -> str:
         assert self.p.stdout is not None
         return self.p.stdout.readline().strip()
 
-    def ask(self, cmd: str) -> str:
+    def _send(self, cmd: str) -> None:
         assert self.p.stdin is not None
         self.p.stdin.write(cmd + "\n")
         self.p.stdin.flush()
+
+    def ask(self, cmd: str) -> str:
+        self._send(cmd)
         return self._line()
 
     def names(self) -> dict[str, str]:
         return {str(k): v for k, v in json.loads(self.ask("threads")).items()}
 
-    def stats(self) -> dict[str, Any]:
-        out: dict[str, Any] = json.loads(self.ask("stats"))
-        return out
-
     def close(self) -> None:
         self._killer.cancel()
         try:
             if self.p.poll() is None:
-                self.ask("quit")
+                self._send("quit")
                 self.p.wait(10)
         except (OSError, ValueError, subprocess.TimeoutExpired):
             pass
@@ -154,6 +153,21 @@ class DaemonProcess:
             if self.p.poll() is None:
                 self.p.kill()
                 self.p.wait(5)
+
+
+class DaemonProcess(LineProcess):
+    """bench/daemon_proc.py in a child process: the daemon alone, driven by its commands."""
+
+    def __init__(self, cfg: dict[str, Any], cfg_path: Path, key: str, alsa_config: Path,
+                 limit: float) -> None:
+        cfg_path.write_text(json.dumps(cfg))
+        env = {**os.environ, "ALSA_CONFIG_PATH": str(alsa_config), "PYTHONPATH": str(ROOT)}
+        super().__init__([sys.executable, str(ROOT / "bench/daemon_proc.py"), str(cfg_path), key],
+                         env, limit, "the daemon")
+
+    def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = json.loads(self.ask("stats"))
+        return out
 
 
 class Measured(Protocol):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,49 +105,21 @@ def alsa_config(pa: Any, tmp: Path) -> Path:
     return path
 
 
-class SdkProcess:
-    """bench/sdk_client.py in the SDK's venv, killed by its pid at the end or on a time limit."""
+class SdkProcess(cpu.LineProcess):
+    """bench/sdk_client.py in the SDK's venv, its stderr kept in a log."""
 
     def __init__(self, python: Path, url: str, key: str, out_rate: int, alsa: Path, log: Path,
                  limit: float) -> None:
         env = {**os.environ, "ALSA_CONFIG_PATH": str(alsa)}
         env.pop("PYTHONPATH", None)  # nothing of speakerd's venv leaks into the SDK's process
         self._log = open(log, "ab")  # noqa: SIM115 - closed in close()
-        self.p = subprocess.Popen([str(python), str(ROOT / "bench/sdk_client.py"), url, key,
-                                   str(out_rate)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=self._log, text=True, env=env)
-        self.pid = self.p.pid
-        # A timer, not a wait: a client that hangs is killed by pid when its time is up.
-        self._killer = threading.Timer(limit, self.p.kill)
-        self._killer.start()
-        if self._line() != "ready":
-            self.close()
-            raise RuntimeError(f"the SDK client did not start (its log: {log})")
-
-    def _line(self) -> str:
-        assert self.p.stdout is not None
-        return self.p.stdout.readline().strip()
-
-    def names(self) -> dict[str, str]:
-        import json
-        assert self.p.stdin is not None
-        self.p.stdin.write("threads\n")
-        self.p.stdin.flush()
-        return {str(k): v for k, v in json.loads(self._line()).items()}
+        super().__init__([str(python), str(ROOT / "bench/sdk_client.py"), url, key, str(out_rate)],
+                         env, limit, f"the SDK client (its log: {log})", stderr=self._log)
 
     def close(self) -> None:
-        self._killer.cancel()
         try:
-            if self.p.poll() is None and self.p.stdin is not None:
-                self.p.stdin.write("quit\n")
-                self.p.stdin.flush()
-                self.p.wait(10)
-        except (OSError, ValueError, subprocess.TimeoutExpired):
-            pass
+            super().close()
         finally:
-            if self.p.poll() is None:
-                self.p.kill()
-                self.p.wait(5)
             self._log.close()
 
 
