@@ -482,52 +482,29 @@ def test_the_key_variable_is_gone_from_the_environment(hostile_rig: Callable[...
 
 
 def test_a_dripping_webhook_and_an_escaped_child_end_at_the_deadline(
-        hostile_rig: Callable[..., DaemonRig], hostile: HostileProxy, tmp_path: Path) -> None:
+        hostile_rig: Callable[..., DaemonRig], hostile: HostileProxy, tmp_path: Path,
+        dripping_server: str) -> None:
     """Called by the agent through the daemon: a webhook that drips a byte at a time and a command
     whose setsid child holds its output are both answered at their deadline, the child killed."""
-    import socket
-
-    server = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-
-    def drip() -> None:
-        conn, _ = server.accept()
-        with conn:
-            conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
-            while not stop.wait(0.05):
-                try:
-                    conn.sendall(b"x")
-                except OSError:
-                    return
-
-    dripper = threading.Thread(target=drip, name="test-drip", daemon=True)
-    dripper.start()
     pid_file = tmp_path / "pid"
     script = f"setsid sh -c 'echo $$ > {pid_file}.tmp; mv {pid_file}.tmp {pid_file}; sleep 60' & echo x"
     functions = [
         {"name": "drip", "description": "A slow webhook.", "parameters": {"type": "object"},
-         "action": {"type": "http", "method": "GET", "timeout": 1.0,
-                    "url": f"http://127.0.0.1:{server.getsockname()[1]}/drip"}},
+         "action": {"type": "http", "method": "GET", "timeout": 1.0, "url": dripping_server}},
         {"name": "escape", "description": "A command that leaves a child behind.",
          "parameters": {"type": "object"},
          "action": {"type": "command", "argv": ["sh", "-c", script], "timeout": 1.0}}]
-    try:
-        rig = hostile_rig(functions=functions, session={"reply_timeout": 10.0})
-        before = threading.active_count()
-        rig.emulator.call_function("drip", {})
-        rig.emulator.call_function("escape", {})
-        started = time.monotonic()
-        full_turn(rig)
-        answers = [json.loads(r["content"]) for r in hostile.client_texts("FunctionCallResponse")]
-        assert answers == [{"error": "timed out after 1 s"}] * 2
-        child = int(pid_file.read_text())
-        from tests.component.test_functions import gone
-        assert wait_until(lambda: gone(child), WAIT), "the escaped child still runs"
-        assert wait_until(lambda: threading.active_count() <= before + 2, WAIT)
-        print(f"\nrow 11: dripping webhook and escaped setsid child answered at their 1 s "
-              f"deadlines; the turn took {time.monotonic() - started:.1f} s; child killed")
-    finally:
-        stop.set()
-        server.close()
-        dripper.join(WAIT)
+    rig = hostile_rig(functions=functions, session={"reply_timeout": 10.0})
+    before = threading.active_count()
+    rig.emulator.call_function("drip", {})
+    rig.emulator.call_function("escape", {})
+    started = time.monotonic()
+    full_turn(rig)
+    answers = [json.loads(r["content"]) for r in hostile.client_texts("FunctionCallResponse")]
+    assert answers == [{"error": "timed out after 1 s"}] * 2
+    child = int(pid_file.read_text())
+    from tests.component.test_functions import gone
+    assert wait_until(lambda: gone(child), WAIT), "the escaped child still runs"
+    assert wait_until(lambda: threading.active_count() <= before + 2, WAIT)
+    print(f"\nrow 11: dripping webhook and escaped setsid child answered at their 1 s "
+          f"deadlines; the turn took {time.monotonic() - started:.1f} s; child killed")

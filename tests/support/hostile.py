@@ -313,3 +313,39 @@ def catcher() -> Iterator[Catcher]:
         yield c
     finally:
         c.stop()
+
+
+# --- a webhook that never finishes --------------------------------------------------------
+
+@pytest.fixture
+def dripping_server() -> Iterator[str]:
+    """An HTTP server that answers a byte every 50 ms, for ever: each read alone is quick."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    stop = threading.Event()
+
+    def serve() -> None:
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+                while not stop.wait(0.05):
+                    try:
+                        conn.sendall(b"x")
+                    except OSError:
+                        break
+
+    thread = threading.Thread(target=serve, name="drip-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{srv.getsockname()[1]}/drip"
+    finally:
+        stop.set()
+        thread.join(5.0)
+        srv.close()
