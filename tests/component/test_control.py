@@ -64,15 +64,6 @@ class RecordingControls:
 
 
 @pytest.fixture
-def sock_path(tmp_path: Path) -> Iterator[str]:
-    # A short path: AF_UNIX names are limited to 107 bytes, and tmp_path can be long.
-    path = Path(f"/tmp/speakerd-ctl-{os.getpid()}-{tmp_path.name[-12:]}.sock")
-    yield str(path)
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-
-
-@pytest.fixture
 def served(sock_path: str) -> Iterator[tuple[ControlServer, RecordingControls]]:
     controls = RecordingControls()
     server = ControlServer(sock_path, controls, client_timeout=0.5, max_clients=2).start()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +11,6 @@ import pytest
 from speakerd.control import request
 from speakerd.events import State
 from tests.support.daemon import DaemonRig, rig_config, wait_until
-
-
-@pytest.fixture
-def sock_path(tmp_path: Path) -> Iterator[str]:
-    # A short path: AF_UNIX names are limited to 107 bytes, and tmp_path can be long.
-    path = Path(f"/tmp/speakerd-ctl-{os.getpid()}-{tmp_path.name[-12:]}.sock")
-    yield str(path)
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
 
 
 @pytest.mark.realtime

@@ -6,6 +6,7 @@ The daemon and CLI tests drive the real command as systemd would start it: its e
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -236,3 +237,13 @@ def run_cli(args: list[str], env: dict[str, str] | None = None) -> subprocess.Co
     return subprocess.run([sys.executable, "-m", "speakerd", *args], env={**base, **(env or {})},
                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
                           cwd=root)
+
+
+@pytest.fixture
+def sock_path(tmp_path: Path) -> Iterator[str]:
+    """A path for a control socket (the daemon's or a test's), removed afterwards."""
+    # A short path: AF_UNIX names are limited to 107 bytes, and tmp_path can be long.
+    path = Path(f"/tmp/speakerd-ctl-{os.getpid()}-{tmp_path.name[-12:]}.sock")
+    yield str(path)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
