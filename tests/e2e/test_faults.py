@@ -45,16 +45,8 @@ def link_closed(rig: DaemonRig) -> bool:
 
 
 def full_turn(rig: DaemonRig, wav: str = "hello.wav") -> None:
-    """Press, speak, release, hear the reply: the state reaches speaking, then idle."""
-    n = len(rig.states)
-    rig.press()
-    rig.wait_state(State.LISTENING, after=n)
-    proc = rig.pulse.play_into_mic(load_wav(wav))
-    assert wait_until(lambda: not proc.alive(), WAIT), "pacat did not finish"
-    proc.stop()  # closes its log file now, so it is not counted as a leaked descriptor
-    rig.release()
-    rig.wait_state(State.SPEAKING, after=n)
-    rig.wait_state(State.IDLE, after=len(rig.states) - 1)
+    """Press, speak, release, hear the reply: the state reaches speaking, then idle, and stays."""
+    rig.full_turn(wav)
     assert wait_until(lambda: rig.state == State.IDLE), rig.state_names()
 
 

@@ -29,24 +29,12 @@ def _loud(data: bytes | str) -> bool:
                                            for i in range(0, len(data) - 1, 2))
 
 
-def _turn(rig: Any) -> bytes:
-    """Press, speak, release, hear the reply out; returns what was spoken."""
-    n = len(rig.states)
-    rig.press()
-    rig.wait_state(State.LISTENING, after=n)
-    spoken = rig.speak("hello.wav")
-    rig.release()
-    rig.wait_state(State.SPEAKING, after=n)
-    rig.wait_state(State.IDLE, after=len(rig.states))
-    return spoken
-
-
 def test_the_release_sends_force_end_turn_after_all_of_the_turns_audio(make_rig: Any) -> None:
     """Hold mode with Flux: one ForceEndTurn per turn, after every loud frame; the agent heard
     all of the words and answered."""
     rig = make_rig()
     rec = rig.pulse.record_speaker()
-    spoken = _turn(rig)
+    spoken = rig.full_turn()
     heard = rec.stop()
     session = rig.emulator.sessions[-1]
     frames = list(session.frames)
@@ -103,7 +91,7 @@ def test_full_duplex_ends_each_turn_on_the_mic_s_word(make_rig: Any,
     caplog.set_level(logging.INFO, logger="speakerd.session")
     rig = make_rig(audio={"duplex": "full"})
     for _ in range(3):
-        _turn(rig)
+        rig.full_turn()
     (session,) = rig.emulator.sessions
     assert len(session.texts("ForceEndTurn")) == 3
     assert not [r for r in caplog.records if TIMED_OUT in r.getMessage()]
@@ -137,7 +125,7 @@ def test_a_server_without_flux_turns_warns_once_and_every_turn_still_ends(
     rig = make_rig()
     rig.emulator.options.flux_turns = False
     for _ in range(3):
-        _turn(rig)
+        rig.full_turn()
     (session,) = rig.emulator.sessions
     assert len(session.texts("ForceEndTurn")) == 1
     warnings = [e for e in session.events_sent if e.get("code") == "FORCE_END_TURN_UNSUPPORTED"]
@@ -150,8 +138,8 @@ def test_a_server_without_flux_turns_warns_once_and_every_turn_still_ends(
 def test_nova_in_hold_mode_sends_no_force_end_turn(make_rig: Any) -> None:
     """Without Flux nothing of ForceEndTurn is sent and no warning comes back; turns work."""
     rig = make_rig(agent={"listen": NOVA})
-    _turn(rig)
-    _turn(rig)
+    rig.full_turn()
+    rig.full_turn()
     (session,) = rig.emulator.sessions
     assert session.texts("ForceEndTurn") == []
     assert not [e for e in session.events_sent if e.get("type") == "Warning"]
@@ -174,7 +162,7 @@ def test_a_reload_that_retunes_flux_updates_the_live_link_and_a_new_model_reconn
     rig.daemon.config_path = str(path)
     rig.daemon.start()
     try:
-        _turn(rig)
+        rig.full_turn()
         (session,) = agent_emulator.sessions
         write_config(path, {**base, "agent": {**base["agent"],
                                               "listen": {"eot_timeout_ms": 30000}}})
@@ -183,13 +171,13 @@ def test_a_reload_that_retunes_flux_updates_the_live_link_and_a_new_model_reconn
         (update,) = session.texts("UpdateListen")
         assert update["listen"]["provider"]["eot_timeout_ms"] == 30000
         assert session.listening.eot_timeout == 30.0
-        _turn(rig)
+        rig.full_turn()
         assert len(agent_emulator.sessions) == 1 and session.live
         write_config(path, {**base, "agent": {**base["agent"], "listen": {
             "model": "flux-general-multi", "language_hints": ["en"]}}})
         assert rig.daemon.reload()
         assert agent_emulator.wait_for(lambda: session.closed.is_set(), WAIT)
-        _turn(rig)
+        rig.full_turn()
         assert len(agent_emulator.sessions) == 2
         provider = agent_emulator.sessions[-1].settings["agent"]["listen"]["provider"]
         assert provider["model"] == "flux-general-multi"

@@ -14,7 +14,6 @@ from speakerd.config import (
     ProviderSecret,
     ProviderSecrets,
 )
-from speakerd.events import State
 
 pytestmark = pytest.mark.realtime
 
@@ -93,12 +92,7 @@ def test_a_full_conversation_with_each_provider(make_rig: Any, dialect: str, thi
     rig = make_rig(dialect, secrets=secrets, agent={"listen": listen, "think": THINK[think],
                                                     "speak": speak_cfg})
     rec = rig.pulse.record_speaker()
-    rig.press()
-    rig.wait_state(State.LISTENING)
-    spoken = rig.speak("hello.wav")
-    rig.release()
-    rig.wait_state(State.SPEAKING)
-    rig.wait_state(State.IDLE, after=len(rig.states))
+    spoken = rig.full_turn()
     heard = rec.stop()
     session = rig.emulator.sessions[-1]
     assert session.negotiated is not None and session.live, session.close_reason

@@ -152,17 +152,22 @@ class DaemonRig:
         proc = self.pulse.play_into_mic(pcm)
         if wait:
             assert wait_until(lambda: not proc.alive(), WAIT), "pacat did not finish"
+            proc.stop()  # closes its log file now, so it is not counted as a leaked descriptor
         return pcm
 
-    def full_turn(self, fixture: str = "hello.wav") -> None:
-        """Press, speak, release, hear the reply out: back to idle."""
+    def full_turn(self, fixture: str = "hello.wav") -> bytes:
+        """Press, speak, release, hear the reply out: back to idle. Returns what was spoken."""
         n = len(self.states)
         self.press()
         self.wait_state(State.LISTENING, after=n)
-        self.speak(fixture)
+        spoken = self.speak(fixture)
         self.release()
         self.wait_state(State.SPEAKING, after=n)
-        self.wait_state(State.IDLE, after=len(self.states))
+        # Idle after that speaking: a short reply may be over before this looks.
+        with self._lock:
+            spoke = next(i for i in range(n, len(self.states)) if self.states[i][0] == State.SPEAKING)
+        self.wait_state(State.IDLE, after=spoke + 1)
+        return spoken
 
     # --- observations -------------------------------------------------------------------
 
