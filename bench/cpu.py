@@ -242,9 +242,7 @@ def full_duplex(pa: Any, emu: Any, tmp: Path, rig_raw: dict[str, Any], key: str,
     try:
         n = len(emu.sessions)
         proc.ask("press")
-        if not _wait(lambda: len(emu.sessions) > n and emu.sessions[-1].applied.is_set()):
-            raise RuntimeError("no connection")
-        sess = emu.sessions[-1]
+        sess = applied_session(emu, n, "no connection")
         pa.play_into_mic(tone)
         if not _wait(lambda: bool(sess.replies)):
             raise RuntimeError("no reply")
@@ -283,9 +281,7 @@ def connected_idle(pa: Any, emu: Any, tmp: Path, rig_raw: dict[str, Any], key: s
     try:
         n = len(emu.sessions)
         proc.ask("press")
-        if not _wait(lambda: len(emu.sessions) > n and emu.sessions[-1].applied.is_set()):
-            raise RuntimeError("no connection")
-        sess = emu.sessions[-1]
+        sess = applied_session(emu, n, "no connection")
         mic = pa.play_into_mic(tone)
         _wait(lambda: not mic.alive())
         proc.ask("release")
@@ -319,6 +315,13 @@ def not_connected(pa: Any, rig_raw: dict[str, Any], tmp: Path, key: str, *,
                             uplink_gap_ms=float("nan"), uplink_fps=0.0, reply_streaming=False)
     finally:
         proc.close()
+
+
+def applied_session(emu: Any, n: int, failure: str) -> Any:
+    """The emulator's connection after the first n, once its settings are applied."""
+    if not _wait(lambda: len(emu.sessions) > n and emu.sessions[-1].applied.is_set()):
+        raise RuntimeError(failure)
+    return emu.sessions[-1]
 
 
 def _wait(pred: Any, timeout: float = 15.0) -> bool:

@@ -135,9 +135,8 @@ def full_duplex(python: Path, pa: Any, emu: Any, tmp: Path, key: str, tone: byte
     proc = SdkProcess(python, emu.url("early_access"), key, out_rate, alsa_config(pa, tmp),
                       tmp / "sdk-client.log", reply_seconds + 120)
     try:
-        if not cpu._wait(lambda: len(emu.sessions) > n and emu.sessions[-1].applied.is_set()):
-            raise RuntimeError(f"the SDK's settings were not applied (its log: {tmp / 'sdk-client.log'})")
-        sess = emu.sessions[-1]
+        sess = cpu.applied_session(
+            emu, n, f"the SDK's settings were not applied (its log: {tmp / 'sdk-client.log'})")
         pa.play_into_mic(tone)
         if not cpu._wait(lambda: bool(sess.replies)):
             raise RuntimeError("no reply")

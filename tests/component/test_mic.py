@@ -436,14 +436,16 @@ def test_a_release_sends_the_last_words_at_once(alsa_files: AlsaFiles,
 class TurnEnds:
     """The mic's answers to turn ends, with what the sink had been given by each answer."""
 
-    def __init__(self, mic: list[Mic], up: FrameRecorder) -> None:
-        self._mic, self._up = mic, up
+    def __init__(self, up: FrameRecorder) -> None:
+        self._up = up
+        self.mic: Mic | None = None  # set once the mic it listens to is built
         self.answers: list[tuple[int, list[bytes], int]] = []  # number, frames sent, periods read
         self.answered = threading.Event()
 
     def __call__(self, number: int, t: float) -> None:
         # On the mic thread: the snapshot is what the sink holds at the moment of the answer.
-        self.answers.append((number, self._up.snapshot(), self._mic[0].frames_read))
+        assert self.mic is not None
+        self.answers.append((number, self._up.snapshot(), self.mic.frames_read))
         self.answered.set()
 
 
@@ -454,12 +456,11 @@ def test_a_turn_end_is_answered_once_the_words_before_it_are_sent(
     frames = frames_of(ramp(320 * 30))
     alsa_files.set_mic(b"".join(frames), pad_seconds=0)
     up = FrameRecorder()
-    holder: list[Mic] = []
-    ends = TurnEnds(holder, up)
+    ends = TurnEnds(up)
     release, done = Hold(), Hold()
     mic = Mic(opener(alsa_files, sources, 30, holds={10: release, 30: done}), FMT, up,
               frame_periods=4, on_turn_end=ends)
-    holder.append(mic)
+    ends.mic = mic
     mic.set_gate(True)
     mic.set_uplink(UplinkMode.STREAM)
     mic.start()
@@ -485,12 +486,11 @@ def test_with_the_gate_left_open_a_turn_end_still_flushes_and_answers(
     frames = frames_of(ramp(320 * 30))
     alsa_files.set_mic(b"".join(frames), pad_seconds=0)
     up = FrameRecorder()
-    holder: list[Mic] = []
-    ends = TurnEnds(holder, up)
+    ends = TurnEnds(up)
     release = Hold()
     mic = Mic(opener(alsa_files, sources, 30, holds={10: release}), FMT, up,
               frame_periods=4, on_turn_end=ends)
-    holder.append(mic)
+    ends.mic = mic
     mic.set_gate(True)
     mic.set_uplink(UplinkMode.STREAM)
     mic.start()
@@ -511,12 +511,11 @@ def test_a_mic_with_no_device_answers_a_turn_end_at_once(alsa_files: AlsaFiles,
     """No device (silence paced by the clock in its place): a turn end is answered within a
     frame, not left to the session's timeout."""
     up = FrameRecorder()
-    holder: list[Mic] = []
-    ends = TurnEnds(holder, up)
+    ends = TurnEnds(up)
     alsa_files.remove_mic()
     mic = Mic(opener(alsa_files, sources, 30), FMT, up, frame_periods=4, on_turn_end=ends,
               backoff=lambda: itertools.repeat(60.0))
-    holder.append(mic)
+    ends.mic = mic
     mic.set_uplink(UplinkMode.STREAM)
     mic.start()
     try:
