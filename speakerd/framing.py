@@ -102,11 +102,7 @@ class UplinkFrames:
             if self._turn_ends_done >= newest:
                 return None
             self._turn_ends_done = newest
-            if self._frame_len and self._mode is UplinkMode.STREAM:
-                self._outgoing.append(bytes(memoryview(self._frame)[:self._frame_len]))
-                self._frame_len = 0
-                self.frames_sent += 1
-            self._frame_live = False
+            self._send_short(live_only=False)
             return self._turn_ends_done
 
     def idle(self) -> bool:
@@ -149,8 +145,7 @@ class UplinkFrames:
             if end < self._frame_bytes and not (
                     streaming and ((self._first_pending and live) or self.buffer)):
                 return
-            frame = bytes(memoryview(self._frame)[:end])
-            self._frame_len = 0
+            frame = self._take_frame()
             if not streaming:
                 if len(self.buffer) >= self._buffer_max:
                     self.buffer.popleft()
@@ -199,11 +194,21 @@ class UplinkFrames:
         """Under the lock, streaming, the gate just shut (a release): the frame holding the
         user's last words leaves now, short, rather than after up to a frame of silence; what
         the caller sends once the mic has seen the release then follows them on the wire."""
-        if self._frame_live and self._frame_len and self._mode is UplinkMode.STREAM:
-            self._outgoing.append(bytes(memoryview(self._frame)[:self._frame_len]))
-            self._frame_len = 0
+        self._send_short(live_only=True)
+
+    def _send_short(self, *, live_only: bool) -> None:
+        """Under the lock, streaming: the frame being assembled is queued for send() as it is,
+        short (live_only: only if its last period is the microphone's)."""
+        if (self._frame_live or not live_only) and self._frame_len and self._mode is UplinkMode.STREAM:
+            self._outgoing.append(self._take_frame())
             self.frames_sent += 1
         self._frame_live = False
+
+    def _take_frame(self) -> bytes:
+        """The frame assembled so far, which starts afresh (the caller holds the lock)."""
+        frame = bytes(memoryview(self._frame)[:self._frame_len])
+        self._frame_len = 0
+        return frame
 
     def _flush_buffer(self, partial: bool = False) -> None:
         """Send the frames ready, then what the connect buffer holds, in order (and, if asked,
@@ -217,8 +222,7 @@ class UplinkFrames:
                 self.frames_sent += 1
         if partial and self._frame_len:
             self._note_first_send()
-            self._sink.uplink(bytes(memoryview(self._frame)[:self._frame_len]))
-            self._frame_len = 0
+            self._sink.uplink(self._take_frame())
             self.frames_sent += 1
 
     def _note_first_send(self) -> None:
