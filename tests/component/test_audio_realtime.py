@@ -25,7 +25,7 @@ from speakerd.events import PlaybackDrained, PlaybackInterrupted, PlaybackStarte
 from speakerd.mic import Mic
 from speakerd.speaker import Speaker
 from speakerd.uplink import UplinkMode
-from tests.component.test_mic import DeviceLog, Uplink
+from tests.component.test_mic import DeviceLog, FrameRecorder
 from tests.component.test_speaker import Events
 from tests.support.alsa import SpySink, load_wav, ramp, ramp_index, samples, wait_until
 
@@ -132,7 +132,7 @@ def test_reply_drains_in_real_time(pulse_audio: PulseServer) -> None:
 def test_capture_runs_at_real_time_and_matches_fixture(pulse_audio: PulseServer) -> None:
     """What pacat plays into the mic sink is captured bit-exact, at the pace of the clock."""
     speech = load_wav("hello")
-    up = Uplink()
+    up = FrameRecorder()
     mic = Mic(lambda: open_source(pulse_audio.input_config()), FMT, up)
     mic.set_gate(True)
     mic.set_uplink(UplinkMode.STREAM)
@@ -165,7 +165,7 @@ def test_capture_in_frames_of_four_periods_matches_fixture(pulse_audio: PulseSer
     """Read a frame at a time (the thread sleeps while it is captured), the capture is still
     bit-exact and every message after the first carries four periods."""
     speech = load_wav("hello")
-    up = Uplink()
+    up = FrameRecorder()
     mic = Mic(lambda: open_source(pulse_audio.input_config()), FMT, up, frame_periods=4)
     mic.set_gate(True)
     mic.set_uplink(UplinkMode.STREAM)
@@ -191,7 +191,7 @@ def test_sound_server_crash_is_survived(own_pulse_server: PulseServer) -> None:
     """When the sound server dies mid-reply, mic and speaker report it, keep the uplink fed,
     and come back when it returns."""
     pa = own_pulse_server
-    up = Uplink()
+    up = FrameRecorder()
     mic_dev, spk_dev = DeviceLog(), DeviceLog()
     events = Events()
     mic = Mic(lambda: open_source(pa.input_config()), FMT, up, on_device=mic_dev,
