@@ -7,7 +7,6 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from . import protocol, timers
 from .config import Config, ProviderSecrets
@@ -33,8 +32,10 @@ from .inbox import Inbox
 from .playback import SPEAKING_STALL, ReplyTracker
 from .reconnect import Reconnect
 from .router import Router
+from .seams import LedControl, MicControl, SpeakerControl
 from .statusline import StatusLine, StatusSink
 from .textsafe import shown
+from .turnend import TurnEnd
 from .turns import Turn, TurnLog
 from .uplink import UplinkMode, uplink_policy
 from .worker import Worker
@@ -43,32 +44,10 @@ log = logging.getLogger(__name__)
 
 # How long the error pattern stays up before the speaker is usable again.
 ERROR_HOLD = 3.0
-# A release's ForceEndTurn waits for the mic to hand over the words captured before it (a few
-# milliseconds); a mic that does not say so within this (stuck, or its device gone) is not waited for.
-END_TURN_WAIT = 0.5
 # Each deadline's action clears its own; past this many in one tick one does not (a bug).
 MAX_ACTIONS_PER_TICK = 16
 
 _BUSY = (State.CONNECTING, State.LISTENING, State.THINKING, State.SPEAKING)
-
-
-# --- what the session drives (seams, so the logic is testable alone) -------------------
-
-class MicControl(Protocol):
-    def set_gate(self, live: bool) -> None: ...
-    def set_uplink(self, mode: UplinkMode) -> None: ...
-    def ask_turn_end(self) -> int: ...
-
-
-class SpeakerControl(Protocol):
-    def interrupt(self) -> None: ...
-    def chime(self, name: str) -> None: ...
-    def is_playing(self) -> bool: ...
-    def progress(self) -> int: ...
-
-
-class LedControl(Protocol):
-    def show(self, state: State) -> None: ...
 
 
 @dataclass
@@ -110,8 +89,7 @@ class Session:
         self._deadline: float | None = None  # the current state's own timeout (thinking, error)
         self._heard = False             # the server heard something of this turn
         self._hangup_after_reply = False
-        self._end_turn_at: float | None = None  # a ForceEndTurn is owed: sent by then at the latest
-        self._end_turn_asked = 0        # the mic's number for the turn end it was asked for
+        self._turn_end = TurnEnd(self.mic, self._link.end_turn, self.clock)
         self._last_activity = self.clock()
         self._gate_live: bool | None = None
         self._uplink: UplinkMode | None = None
@@ -194,9 +172,7 @@ class Session:
             case UplinkStarted(t=t):
                 self._turns.uplink_started(t)
             case TurnAudioSent(number=number):
-                # An answer to an older ask (a quick re-press) does not cover this turn's words.
-                if self._end_turn_at is not None and number >= self._end_turn_asked:
-                    self._end_turn_now()
+                self._turn_end.audio_sent(number)
             case DeviceChanged():
                 self._on_device(event)
             case PlaybackStarted():
@@ -218,8 +194,7 @@ class Session:
 
     def _on_press(self, t: float) -> None:
         self._last_activity = self.clock()
-        if self._end_turn_at is not None:
-            self._end_turn_now()  # the last turn ends before this one's words (best effort)
+        self._turn_end.send_owed()  # the last turn ends before this one's words (best effort)
         toggle = self.cfg.button.mode == "toggle"
         busy = self.state in (State.THINKING, State.SPEAKING)
         if toggle and self._conversation and not busy:
@@ -271,24 +246,7 @@ class Session:
         if self.state is not State.CONNECTING:
             # Whatever the state (a late reply to the last turn may be sounding), the release
             # ends the user's turn; with none in progress the server ignores it.
-            self._owe_end_turn()
-
-    def _owe_end_turn(self) -> None:
-        """End the user's turn once the mic has handed over the words captured before the
-        release: sent ahead of them, ForceEndTurn would cut the turn short, and the server would
-        take the tail for a new utterance that barges in on the reply. (Whatever the gate does:
-        in full duplex it stays open.)"""
-        self._end_turn_asked = self.mic.ask_turn_end()
-        self._end_turn_at = self.clock() + END_TURN_WAIT
-
-    def _end_turn_now(self) -> None:
-        self._end_turn_at = None
-        self._link.end_turn()
-
-    def _end_turn_timed_out(self) -> None:
-        log.info("the microphone did not confirm the end of the turn within %.1f s; ending it "
-                 "anyway", END_TURN_WAIT)
-        self._end_turn_now()
+            self._turn_end.owe()
 
     # --- the connection ------------------------------------------------------------------
 
@@ -301,7 +259,7 @@ class Session:
         self._apply_audio()
 
     def _close_link(self) -> None:
-        self._end_turn_at = None  # a turn of this link is not ended on the next one
+        self._turn_end.drop()  # a turn of this link is not ended on the next one
         self._link.close()
         self._apply_audio()
 
@@ -322,11 +280,11 @@ class Session:
         self._apply_audio()
         if handed_over:
             # Streaming now flushed the connect buffer into the outbox: the turn's audio first.
-            self._owe_end_turn()
+            self._turn_end.owe()
 
     def _on_link_down(self, event: AgentDisconnected) -> None:
         was_ready = self.connected
-        self._end_turn_at = None  # the turn went with the link
+        self._turn_end.drop()  # the turn went with the link
         self._link.forget()
         if event.requested:
             self._apply_audio()
@@ -518,7 +476,7 @@ class Session:
         s = self.cfg.session
         return timers.pending([
             (self._reconnect.next_try, self._retry),
-            (self._end_turn_at, self._end_turn_timed_out),
+            (self._turn_end.at, self._turn_end.timed_out),
             (self._deadline, self._on_deadline),
             (self._turns.report_due, self._turns.flush_interrupted),
             (self._link.deadline if self._link.pending else None, self._connect_timed_out),

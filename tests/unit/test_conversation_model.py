@@ -45,7 +45,8 @@ from speakerd.events import (
 from speakerd.playback import DRAIN_GRACE
 from speakerd.reconnect import RECONNECT_WINDOW
 from speakerd.router import ReplyPlayer, Router
-from speakerd.session import ERROR_HOLD, LedControl, MicControl, Session, SpeakerControl
+from speakerd.seams import LedControl, MicControl, SpeakerControl
+from speakerd.session import ERROR_HOLD, Session
 from speakerd.uplink import UplinkMode
 from tests.support.shapes import shape_differences
 
@@ -604,7 +605,7 @@ class Conversation(RuleBasedStateMachine):
     @invariant()
     def an_owed_turn_end_is_not_forgotten(self) -> None:
         """A release's ForceEndTurn waits for the mic's answer at most END_TURN_WAIT."""
-        owed = self.session._end_turn_at
+        owed = self.session._turn_end.at
         assert owed is None or self.clock() <= owed + SLACK, "a turn end outlived its wait"
 
     @invariant()

@@ -169,8 +169,11 @@ MAY_IMPORT: dict[str, set[str]] = {
     "playback": set(),
     "statusline": {"events"},
     "timers": set(),
+    "seams": {"events", "uplink"},  # what the session drives: the mic, the speaker, the LEDs
+    "turnend": {"seams"},
     "session": {"config", "connection", "events", "inbox", "playback", "protocol", "reconnect",
-                "router", "statusline", "textsafe", "timers", "turns", "uplink", "worker"},
+                "router", "seams", "statusline", "textsafe", "timers", "turnend", "turns", "uplink",
+                "worker"},
     "button": {"config"},
     "leds": {"config", "events", "worker"},  # the pixels' one animation thread
     "outputs": set(),

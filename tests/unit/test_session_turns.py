@@ -19,7 +19,7 @@ from speakerd.events import (
     State,
     TurnAudioSent,
 )
-from speakerd.session import END_TURN_WAIT
+from speakerd.turnend import END_TURN_WAIT
 from tests.unit.test_session import Rig, make_rig
 
 NOVA = {"version": "v1", "model": "nova-3"}
