@@ -28,6 +28,7 @@ from .events import (
     TurnAudioSent,
     UplinkStarted,
 )
+from .floor import Floor
 from .inbox import Inbox
 from .playback import SPEAKING_STALL, ReplyTracker
 from .reconnect import Reconnect
@@ -37,7 +38,6 @@ from .statusline import StatusLine, StatusSink
 from .textsafe import shown
 from .turnend import TurnEnd
 from .turns import Turn, TurnLog
-from .uplink import UplinkMode, uplink_policy
 from .worker import Worker
 
 log = logging.getLogger(__name__)
@@ -70,9 +70,6 @@ class Session:
     watchdog_interval: float | None = None
     secrets: ProviderSecrets | None = None  # the providers' secrets the settings carry
 
-    state: State = State.IDLE
-    last_error: str = ""
-
     def __post_init__(self) -> None:
         self._inbox = Inbox()
         self._worker = Worker("session", self._run)
@@ -83,16 +80,9 @@ class Session:
         self._turns = TurnLog(self.clock)
         self._reply = ReplyTracker()
         self._status_line = StatusLine(self.status, self.watchdog_interval, self.clock)
-        self._held = False              # hold mode: the button is down
-        self._conversation = False      # toggle mode: a hands-free conversation is on
-        self._handing_over = False      # hold mode: released while connecting
-        self._deadline: float | None = None  # the current state's own timeout (thinking, error)
-        self._heard = False             # the server heard something of this turn
-        self._hangup_after_reply = False
+        self._floor = Floor(self.cfg, self._link, self.mic, self.leds, self.router,
+                            self._status_line, self.clock, self.on_state)
         self._turn_end = TurnEnd(self.mic, self._link.end_turn, self.clock)
-        self._last_activity = self.clock()
-        self._gate_live: bool | None = None
-        self._uplink: UplinkMode | None = None
 
     # --- thread --------------------------------------------------------------------------
 
@@ -101,8 +91,8 @@ class Session:
         self._inbox.post(event)
 
     def start(self) -> None:
-        self._show(self.state)
-        self._apply_audio()
+        self._floor.show(self.state)
+        self._floor.apply_audio()
         self._worker.start()
 
     def stop(self, timeout: float = 2.0) -> bool:
@@ -126,6 +116,16 @@ class Session:
     # --- what others may read (any thread; plain attribute reads) ------------------------
 
     @property
+    def state(self) -> State:
+        """The conversation's state now."""
+        return self._floor.state
+
+    @property
+    def last_error(self) -> str:
+        """What went wrong last, until a reply is heard ("" when nothing did)."""
+        return self._floor.last_error
+
+    @property
     def link(self) -> Link | None:
         """The current agent link, if any."""
         return self._link.link
@@ -133,7 +133,7 @@ class Session:
     @property
     def connected(self) -> bool:
         """Whether a link's settings are applied now."""
-        return self._link.link is not None and self._link.ready
+        return self._floor.connected
 
     def connected_seconds(self) -> float:
         """Seconds a socket was open since start: what the agent bills."""
@@ -160,7 +160,7 @@ class Session:
                 self._on_release(t)
             case AgentEventReceived(link=link, event=server_event):
                 if self._link.is_current(link):
-                    self._last_activity = self.clock()
+                    self._floor.touch()
                     self._on_server(server_event)
             case AgentConnected(link=link, t=t):
                 if self._link.is_current(link):
@@ -183,9 +183,9 @@ class Session:
                 self._on_playback_interrupted(event)
             case FunctionFinished():
                 if self._link.answer(event) and event.end_conversation:
-                    self._hangup_after_reply = True
+                    self._floor.hangup_after_reply = True
             case ListenChanged(cfg=cfg):
-                self.cfg = cfg
+                self.cfg = self._floor.cfg = cfg
                 self._link.listen_changed(cfg)
             case _:
                 log.warning("ignored an unknown event %s", type(event).__name__)
@@ -193,11 +193,11 @@ class Session:
     # --- the button ----------------------------------------------------------------------
 
     def _on_press(self, t: float) -> None:
-        self._last_activity = self.clock()
+        self._floor.touch()
         self._turn_end.send_owed()  # the last turn ends before this one's words (best effort)
         toggle = self.cfg.button.mode == "toggle"
         busy = self.state in (State.THINKING, State.SPEAKING)
-        if toggle and self._conversation and not busy:
+        if toggle and self._floor.conversation and not busy:
             # A press while the agent talks or thinks interrupts it (below); any other press
             # of a hands-free conversation ends it.
             self._end_conversation("ended by the button")
@@ -210,16 +210,16 @@ class Session:
         if interrupting:
             self.router.barge_in()
         self._reply.silent()
-        self._held = not toggle
-        self._conversation = toggle
-        self._handing_over = False
-        self._hangup_after_reply = False
+        self._floor.held = not toggle
+        self._floor.conversation = toggle
+        self._floor.handing_over = False
+        self._floor.hangup_after_reply = False
         self.speaker.chime("press")
         self._turns.begin(t, interrupting)
-        self._heard = False
+        self._floor.heard = False
         self.router.record_turn(True)
         if self.connected:
-            self._set_state(State.LISTENING)
+            self._floor.set_state(State.LISTENING)
         else:
             if self._link.link is None:
                 self._reconnect.cancel()  # this press connects now: no scheduled attempt needed
@@ -227,22 +227,22 @@ class Session:
                 if problem:
                     self._fail(problem)
                     return
-                self._uplink = None  # re-apply the uplink mode for the new link
-            self._set_state(State.CONNECTING)
-        self._apply_audio()
+                self._floor.new_link()
+            self._floor.set_state(State.CONNECTING)
+        self._floor.apply_audio()
 
     def _on_release(self, t: float) -> None:
-        if self.cfg.button.mode != "hold" or not self._held:
+        if self.cfg.button.mode != "hold" or not self._floor.held:
             return
-        self._held = False
-        self._last_activity = self.clock()
+        self._floor.held = False
+        self._floor.touch()
         self._turns.speech_ended(t)
         if self.state is State.CONNECTING:
             # The words are in the connect buffer; the turn is handed over once the link is ready.
-            self._handing_over = True
+            self._floor.handing_over = True
         elif self.state is State.LISTENING:
-            self._set_state(State.THINKING)
-        self._apply_audio()
+            self._floor.set_state(State.THINKING)
+        self._floor.apply_audio()
         if self.state is not State.CONNECTING:
             # Whatever the state (a late reply to the last turn may be sounding), the release
             # ends the user's turn; with none in progress the server ignores it.
@@ -255,13 +255,13 @@ class Session:
         if problem:
             self._fail(problem)
             return
-        self._uplink = None  # re-apply the uplink mode for the new link
-        self._apply_audio()
+        self._floor.new_link()
+        self._floor.apply_audio()
 
     def _close_link(self) -> None:
         self._turn_end.drop()  # a turn of this link is not ended on the next one
         self._link.close()
-        self._apply_audio()
+        self._floor.apply_audio()
 
     def _on_ready(self) -> None:
         outage = self._link.applied()
@@ -269,15 +269,15 @@ class Session:
             log.info("reconnected after %.1f s", outage)
         handed_over = False
         if self.state in (State.CONNECTING, State.OFFLINE):
-            if self._held or (self._conversation and not self._handing_over):
-                self._set_state(State.LISTENING)
-            elif self._handing_over:
-                self._handing_over = False
-                self._set_state(State.THINKING)
+            if self._floor.held or (self._floor.conversation and not self._floor.handing_over):
+                self._floor.set_state(State.LISTENING)
+            elif self._floor.handing_over:
+                self._floor.handing_over = False
+                self._floor.set_state(State.THINKING)
                 handed_over = True
             else:
-                self._set_state(State.IDLE)
-        self._apply_audio()
+                self._floor.set_state(State.IDLE)
+        self._floor.apply_audio()
         if handed_over:
             # Streaming now flushed the connect buffer into the outbox: the turn's audio first.
             self._turn_end.owe()
@@ -287,7 +287,7 @@ class Session:
         self._turn_end.drop()  # the turn went with the link
         self._link.forget()
         if event.requested:
-            self._apply_audio()
+            self._floor.apply_audio()
             return
         if event.status in (401, 403):
             delay = self._reconnect.key_refused()
@@ -295,32 +295,32 @@ class Session:
             self._fail(f"{event.reason}; check the key (next try allowed in {delay:.0f} s)")
             return
         log.warning("agent link down: %s", shown(event.reason, 200))
-        self.last_error = event.reason
-        if self.state in _BUSY or self._conversation or self.state is State.OFFLINE:
+        self._floor.last_error = event.reason
+        if self.state in _BUSY or self._floor.conversation or self.state is State.OFFLINE:
             self._go_offline(event.reason)
         else:
             # A warm socket closed while idle: nothing to recover, the next press reconnects.
             log.info("idle connection closed; the next press reconnects")
             if was_ready:
-                self._set_state(State.IDLE)
-            self._apply_audio()
+                self._floor.set_state(State.IDLE)
+            self._floor.apply_audio()
 
     def _go_offline(self, reason: str) -> None:
         # The rest of any reply died with the link: the device must not talk while it shows
         # offline (and in half duplex the mic may open below).
         self.speaker.interrupt()
         self._reply.silent()
-        self._held = False
-        self._handing_over = False
+        self._floor.held = False
+        self._floor.handing_over = False
         delay = self._reconnect.dropped()
         if delay is None:
             log.warning("giving up reconnecting after %.0f s: %s", self._reconnect.window, reason)
-            self._conversation = False
-            self._set_state(State.IDLE)
+            self._floor.conversation = False
+            self._floor.set_state(State.IDLE)
         else:
             log.info("reconnecting in %.1f s", delay)
-            self._set_state(State.OFFLINE)
-        self._apply_audio()
+            self._floor.set_state(State.OFFLINE)
+        self._floor.apply_audio()
 
     # --- server events -------------------------------------------------------------------
 
@@ -335,11 +335,11 @@ class Session:
                 # The server heard our microphone (the router has already silenced the speaker):
                 # the user is talking. With the gate shut it can only be a late onset of speech
                 # sent before the release, which changes nothing.
-                self._heard = True
-                if self.state in (State.IDLE, State.THINKING, State.SPEAKING) and self._gate_live:
+                self._floor.heard = True
+                if self.state in (State.IDLE, State.THINKING, State.SPEAKING) and self._floor.gate_live:
                     self._reply.silent()
-                    self._set_state(State.LISTENING)
-                    self._apply_audio()
+                    self._floor.set_state(State.LISTENING)
+                    self._floor.apply_audio()
             case protocol.AgentStartedSpeaking():
                 self._turns.agent_started(ev)
             case protocol.FunctionCallRequest(calls=calls):
@@ -363,9 +363,9 @@ class Session:
                 log.info("the agent refused an injected message: %s", shown(message))
             case _:
                 pass  # AgentAudioDone is the router's (it marks the reply's end at the speaker)
-        if self.state is State.THINKING and self._deadline is not None:
+        if self.state is State.THINKING and self._floor.deadline is not None:
             # Any sign of life from the agent restarts the wait for its reply.
-            self._deadline = self.clock() + self.cfg.session.reply_timeout
+            self._floor.wait_for_reply()
 
     def _on_text(self, ev: protocol.ConversationText) -> None:
         # Transcripts stay out of the system journal at INFO: they are the user's words.
@@ -374,12 +374,12 @@ class Session:
             self.on_text(ev.role, ev.content)
         self._link.remember(ev.role, ev.content)
         if ev.role == "user":
-            self._heard = True
-        if ev.role == "user" and self.state is State.LISTENING and not self._held:
+            self._floor.heard = True
+        if ev.role == "user" and self.state is State.LISTENING and not self._floor.held:
             # The agent's end-of-turn: hands-free, or an utterance with the button up.
             self._turns.speech_ended(self.clock())
-            self._set_state(State.THINKING)
-            self._apply_audio()
+            self._floor.set_state(State.THINKING)
+            self._floor.apply_audio()
 
     # --- playback ------------------------------------------------------------------------
 
@@ -389,8 +389,8 @@ class Session:
         # Even with the button still held: the agent's end-of-turn detection may answer before
         # the release, and the LEDs must say what the user hears.
         if self.state in (State.THINKING, State.IDLE, State.LISTENING):
-            self._set_state(State.SPEAKING)
-            self._apply_audio()
+            self._floor.set_state(State.SPEAKING)
+            self._floor.apply_audio()
 
     def _on_playback_drained(self, ev: PlaybackDrained) -> None:
         self._turns.underran(ev.underruns)
@@ -419,22 +419,22 @@ class Session:
     def _reply_finished(self) -> None:
         self._reply.silent()
         if self._turns.reply_heard:
-            self.last_error = ""  # a reply was heard: whatever went wrong before is over
+            self._floor.last_error = ""  # a reply was heard: whatever went wrong before is over
         self._turns.log()
-        if self._hangup_after_reply:
-            self._hangup_after_reply = False
+        if self._floor.hangup_after_reply:
+            self._floor.hangup_after_reply = False
             self._end_conversation("the agent ended the conversation", close=True)
             return
-        self._set_state(State.LISTENING if self._held or self._conversation else State.IDLE)
-        self._apply_audio()
+        self._floor.set_state(State.LISTENING if self._floor.held or self._floor.conversation else State.IDLE)
+        self._floor.apply_audio()
 
     def _end_conversation(self, why: str, close: bool = False) -> None:
         log.info("conversation over: %s", why)
         self.speaker.interrupt()
         self._reply.silent()
         self.speaker.chime("goodbye")
-        self._conversation = False
-        self._held = False
+        self._floor.conversation = False
+        self._floor.held = False
         self._turns.log()
         if self.state is State.OFFLINE:
             # Nobody is waiting for the conversation any more: stop trying to bring it back.
@@ -443,23 +443,23 @@ class Session:
         if close:
             self._close_link()
             self._link.forget_conversation()
-        self._set_state(State.IDLE)
-        self._apply_audio()
+        self._floor.set_state(State.IDLE)
+        self._floor.apply_audio()
 
     def _fail(self, message: str) -> None:
-        self.last_error = message
+        self._floor.last_error = message
         self.speaker.interrupt()
         self._reply.silent()
         self.speaker.chime("error")
-        self._held = False
-        self._conversation = False
-        self._handing_over = False
+        self._floor.held = False
+        self._floor.conversation = False
+        self._floor.handing_over = False
         self._reconnect.cancel()
         self._close_link()
         self._link.forget_conversation()
-        self._set_state(State.ERROR)
-        self._deadline = self.clock() + ERROR_HOLD
-        self._apply_audio()
+        self._floor.set_state(State.ERROR)
+        self._floor.deadline = self.clock() + ERROR_HOLD
+        self._floor.apply_audio()
 
     def _on_device(self, ev: DeviceChanged) -> None:
         self._status_line.device_changed(ev)
@@ -467,7 +467,7 @@ class Session:
             log.info("%s is back", ev.device)
         else:
             log.warning("%s unavailable: %s", ev.device, ev.message)
-        self._publish_status()
+        self._floor.publish_status()
 
     # --- time ----------------------------------------------------------------------------
 
@@ -477,15 +477,15 @@ class Session:
         return timers.pending([
             (self._reconnect.next_try, self._retry),
             (self._turn_end.at, self._turn_end.timed_out),
-            (self._deadline, self._on_deadline),
+            (self._floor.deadline, self._on_deadline),
             (self._turns.report_due, self._turns.flush_interrupted),
             (self._link.deadline if self._link.pending else None, self._connect_timed_out),
             (self._reply.over_at(), self._reply_finished),
             (self._status_line.watchdog_due(), self._status_line.pet_watchdog),
-            (self._last_activity + s.idle_timeout if self._idle_close_due() else None,
+            (self._floor.last_activity + s.idle_timeout if self._idle_close_due() else None,
              self._idle_timed_out),
             (self._turns.started + s.max_turn_seconds
-             if self.state is State.LISTENING and self._held and self._turns.started is not None
+             if self.state is State.LISTENING and self._floor.held and self._turns.started is not None
              else None, self._turn_too_long),
             (self._reply.stall_check_at(self.state is State.SPEAKING), self._check_playback),
         ])
@@ -508,7 +508,7 @@ class Session:
         """Whether inactivity closes the socket now: idle, or listening with nobody holding the
         button (a hands-free conversation, or full duplex opened by the voice)."""
         return self.connected and (self.state is State.IDLE
-                                   or (self.state is State.LISTENING and not self._held))
+                                   or (self.state is State.LISTENING and not self._floor.held))
 
     def _retry(self) -> None:
         self._reconnect.next_try = None
@@ -520,8 +520,8 @@ class Session:
             return
         log.error("the speaker has written nothing for %.0f s: giving the reply up", SPEAKING_STALL)
         self._reply_finished()
-        self.last_error = "the speaker stopped playing"
-        self._publish_status()
+        self._floor.last_error = "the speaker stopped playing"
+        self._floor.publish_status()
 
     def _turn_too_long(self) -> None:
         log.warning("button held for over %.0f s: handing the turn over",
@@ -531,93 +531,52 @@ class Session:
     def _idle_timed_out(self) -> None:
         now = self.clock()
         if self.speaker.is_playing():
-            self._last_activity = now  # something still sounds: that is activity
-        elif self.state is State.LISTENING and self._conversation:
+            self._floor.last_activity = now  # something still sounds: that is activity
+        elif self.state is State.LISTENING and self._floor.conversation:
             self._end_conversation(f"nothing said for {self.cfg.session.idle_timeout:.0f} s",
                                    close=True)
         else:
-            log.info("closing the idle connection after %.0f s", now - self._last_activity)
+            log.info("closing the idle connection after %.0f s", now - self._floor.last_activity)
             self._close_link()
             self._link.forget_conversation()
-            self._set_state(State.IDLE)
-            self._apply_audio()
+            self._floor.set_state(State.IDLE)
+            self._floor.apply_audio()
 
     def _connect_timed_out(self) -> None:
         reason = "the agent did not apply the settings in time"
         log.warning("%s", reason)
         self._link.close()
-        if self.state in (State.CONNECTING, State.OFFLINE) or self._conversation:
+        if self.state in (State.CONNECTING, State.OFFLINE) or self._floor.conversation:
             self._go_offline(reason)
         else:
-            self._apply_audio()  # nobody waits for it (a toggle press ended the conversation)
+            self._floor.apply_audio()  # nobody waits for it (a toggle press ended the conversation)
 
     def _on_deadline(self) -> None:
         """The current state's own timeout: the error pattern's hold, or the wait for a reply."""
-        self._deadline = None
+        self._floor.deadline = None
         if self.state is State.ERROR:
-            self._set_state(State.IDLE)
-            self._apply_audio()
+            self._floor.set_state(State.IDLE)
+            self._floor.apply_audio()
         elif self.state is State.THINKING and self._link.owes_calls:
             # A local function is still running (each is bounded by its own timeout, and its
             # answer restarts the wait): the agent cannot reply before it has the result.
-            self._deadline = self.clock() + self.cfg.session.reply_timeout
-        elif self.state is State.THINKING and self._hangup_after_reply:
+            self._floor.wait_for_reply()
+        elif self.state is State.THINKING and self._floor.hangup_after_reply:
             self._end_conversation("the agent ended the conversation", close=True)
-        elif self.state is State.THINKING and not self._heard:
+        elif self.state is State.THINKING and not self._floor.heard:
             # A click with nothing said: the server had nothing to answer. The link is healthy.
             log.info("nothing was heard in this turn")
             self._turns.log()
-            self._set_state(State.LISTENING if self._conversation else State.IDLE)
-            self._apply_audio()
+            self._floor.set_state(State.LISTENING if self._floor.conversation else State.IDLE)
+            self._floor.apply_audio()
         elif self.state is State.THINKING:
             # A healthy agent answers or at least says something; silence this long means the
             # link is suspect (a stalled server may still answer pings), so start afresh.
             log.warning("no reply from the agent within %.0f s; reconnecting at the next press",
                         self.cfg.session.reply_timeout)
-            self.last_error = "no reply from the agent"
+            self._floor.last_error = "no reply from the agent"
             self._turns.log()
-            self._conversation = False
+            self._floor.conversation = False
             self._close_link()
-            self._set_state(State.IDLE)
-            self._apply_audio()
-
-    # --- outputs -------------------------------------------------------------------------
-
-    def _set_state(self, state: State) -> None:
-        if state is self.state:
-            return
-        log.info("state %s → %s", self.state, state)
-        if self.state is State.LISTENING:
-            self.router.record_turn(False)
-        self.state = state
-        self._last_activity = self.clock()
-        # Each state's own timeout starts afresh (the error hold is set by _fail()).
-        self._deadline = self.clock() + self.cfg.session.reply_timeout if state is State.THINKING \
-            else None
-        # The microphone follows first, so what the LEDs say is already true: listening means
-        # the gate is open, speaking that it is shut (half duplex).
-        self._apply_audio()
-        self._show(state)
-
-    def _show(self, state: State) -> None:
-        self.leds.show(state)
-        self._publish_status()
-        if self.on_state is not None:
-            self.on_state(state)
-
-    def _publish_status(self) -> None:
-        self._status_line.publish(self.state, self.last_error)
-
-    def _apply_audio(self) -> None:
-        """Derive the mic gate and the uplink mode from the state (only changes are sent)."""
-        policy = uplink_policy(
-            hold=self.cfg.button.mode == "hold", full_duplex=self.cfg.audio.duplex == "full",
-            state=self.state, held=self._held, conversation=self._conversation,
-            linked=self._link.link is not None, ready=self.connected,
-            handing_over=self._handing_over)
-        if policy.live != self._gate_live:
-            self._gate_live = policy.live
-            self.mic.set_gate(policy.live)
-        if policy.mode != self._uplink:
-            self._uplink = policy.mode
-            self.mic.set_uplink(policy.mode)
+            self._floor.set_state(State.IDLE)
+            self._floor.apply_audio()

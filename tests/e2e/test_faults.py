@@ -119,10 +119,10 @@ def test_refused_key_shows_error_and_backs_off(fault_rig: Any, caplog: pytest.Lo
     session = _session(rig)
     after_error = len(rig.states)
     for _ in range(8):
-        seen = session._last_activity  # the session thread stamps every press it handles
+        seen = session._floor.last_activity  # the session thread stamps every press it handles
         rig.press()
         rig.release()
-        assert wait_until(lambda seen=seen: session._last_activity > seen), "a press was not handled"
+        assert wait_until(lambda seen=seen: session._floor.last_activity > seen), "a press was not handled"
     assert session._reconnect.key_blocked(), "the presses outlasted the backoff"
     assert State.CONNECTING not in rig.state_names()[after_error:]
     attempts = len(rig.emulator.rejected) - before

@@ -300,8 +300,8 @@ class Conversation(RuleBasedStateMachine):
         self.session = Session(self.cfg, connect=self._connect, mic=self.mic, speaker=self.playback,
                                leds=self.leds, router=self.router, runner=self.runner,
                                on_state=self._shown, clock=self.clock, rng=lambda: 0.5)
-        self.session._show(self.session.state)
-        self.session._apply_audio()
+        self.session._floor.show(self.session.state)
+        self.session._floor.apply_audio()
         self.entered = (self.session.state, self.clock())
         self.last_server = self.last_press = self.clock()
         self.server_turn = 0
@@ -625,9 +625,9 @@ class Conversation(RuleBasedStateMachine):
         for _ in range(400):
             if self.link is not None and not self.link.applied:
                 self.settings_applied(late=False)
-            if self.session.state is State.IDLE and not self.session._conversation:
+            if self.session.state is State.IDLE and not self.session._floor.conversation:
                 break
-            if self.session._conversation and self.session.state is State.LISTENING:
+            if self.session._floor.conversation and self.session.state is State.LISTENING:
                 self.press()  # toggle: end the conversation
                 continue
             self.advance(1.0)

@@ -171,9 +171,10 @@ MAY_IMPORT: dict[str, set[str]] = {
     "timers": set(),
     "seams": {"events", "uplink"},  # what the session drives: the mic, the speaker, the LEDs
     "turnend": {"seams"},
-    "session": {"config", "connection", "events", "inbox", "playback", "protocol", "reconnect",
-                "router", "seams", "statusline", "textsafe", "timers", "turnend", "turns", "uplink",
-                "worker"},
+    "floor": {"config", "connection", "events", "router", "seams", "statusline", "uplink"},
+    "session": {"config", "connection", "events", "floor", "inbox", "playback", "protocol",
+                "reconnect", "router", "seams", "statusline", "textsafe", "timers", "turnend",
+                "turns", "worker"},
     "button": {"config"},
     "leds": {"config", "events", "worker"},  # the pixels' one animation thread
     "outputs": set(),

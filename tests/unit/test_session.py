@@ -141,8 +141,8 @@ def make_rig(cfg: Config | None = None, runner: Any = None) -> Rig:
     session = Session(cfg, connect=connect, mic=MicRecorder(calls), speaker=speaker,
                       leds=CallRecorder(calls, "leds"), router=Router(speaker), runner=runner,
                       on_state=states.append, clock=clock, rng=lambda: 0.5)
-    session._show(State.IDLE)
-    session._apply_audio()
+    session._floor.show(State.IDLE)
+    session._floor.apply_audio()
     return Rig(session, clock, calls, links, states)
 
 
@@ -303,10 +303,10 @@ def test_toggle_mode_keeps_listening_between_turns_and_a_press_ends_it() -> None
         assert rig.session.state == State.THINKING
         rig.send(PlaybackStarted(n + 1, rig.clock()))
         assert rig.session.state == State.SPEAKING
-        assert rig.session._gate_live is False  # half duplex: the agent never hears itself
+        assert rig.session._floor.gate_live is False  # half duplex: the agent never hears itself
         rig.send(PlaybackDrained(n + 1, rig.clock(), 0, 0, True))
         assert rig.session.state == State.LISTENING
-        assert rig.session._gate_live is True
+        assert rig.session._floor.gate_live is True
     rig.send(ButtonPressed(rig.clock()))
     assert rig.session.state == State.IDLE
     assert ("speaker", "chime", "goodbye") in rig.calls
@@ -397,7 +397,7 @@ def test_a_late_audio_done_of_an_interrupted_reply_does_not_end_the_next_one(mod
     rig.send(PlaybackDrained(2, rig.clock(), 0, 0, False))  # a pause in the new reply
     rig.advance(0.5)
     assert rig.session.state == State.SPEAKING
-    assert rig.session._gate_live is False
+    assert rig.session._floor.gate_live is False
     rig.send(PlaybackStarted(3, rig.clock()))  # the rest of it
     rig.send(PlaybackDrained(3, rig.clock(), 0, 0, True))
     assert rig.session.state == (State.IDLE if mode == "hold" else State.LISTENING)
@@ -514,10 +514,10 @@ def test_toggle_a_press_while_the_agent_speaks_interrupts_and_the_next_ends() ->
     rig.calls.clear()
     rig.send(ButtonPressed(rig.clock()))
     assert ("speaker", "interrupt") in rig.calls
-    assert rig.session.state == State.LISTENING and rig.session._conversation
-    assert rig.session._gate_live is True
+    assert rig.session.state == State.LISTENING and rig.session._floor.conversation
+    assert rig.session._floor.gate_live is True
     rig.send(ButtonPressed(rig.clock()))
-    assert rig.session.state == State.IDLE and not rig.session._conversation
+    assert rig.session.state == State.IDLE and not rig.session._floor.conversation
     assert ("speaker", "chime", "goodbye") in rig.calls
 
 
