@@ -73,6 +73,11 @@ class Floor:
         self.apply_audio()
         self.show(state)
 
+    def go(self, state: State) -> None:
+        """Set the state, and the mic follows whatever changed: the state or only the flags."""
+        self.set_state(state)
+        self.apply_audio()
+
     def show(self, state: State) -> None:
         self._leds.show(state)
         self.publish_status()

@@ -30,6 +30,7 @@ from .events import (
 )
 from .floor import Floor
 from .inbox import Inbox
+from .keeper import LinkKeeper
 from .playback import SPEAKING_STALL, ReplyTracker
 from .reconnect import Reconnect
 from .router import Router
@@ -42,12 +43,8 @@ from .worker import Worker
 
 log = logging.getLogger(__name__)
 
-# How long the error pattern stays up before the speaker is usable again.
-ERROR_HOLD = 3.0
 # Each deadline's action clears its own; past this many in one tick one does not (a bug).
 MAX_ACTIONS_PER_TICK = 16
-
-_BUSY = (State.CONNECTING, State.LISTENING, State.THINKING, State.SPEAKING)
 
 
 @dataclass
@@ -83,6 +80,8 @@ class Session:
         self._floor = Floor(self.cfg, self._link, self.mic, self.leds, self.router,
                             self._status_line, self.clock, self.on_state)
         self._turn_end = TurnEnd(self.mic, self._link.end_turn, self.clock)
+        self._keeper = LinkKeeper(self._floor, self._link, self._turn_end, self.speaker,
+                                  self._reply, self.clock)
 
     # --- thread --------------------------------------------------------------------------
 
@@ -168,7 +167,7 @@ class Session:
                     log.info("connected to the agent")
             case AgentDisconnected(link=link):
                 if self._link.is_current(link):
-                    self._on_link_down(event)
+                    self._keeper.down(event)
             case UplinkStarted(t=t):
                 self._turns.uplink_started(t)
             case TurnAudioSent(number=number):
@@ -223,11 +222,8 @@ class Session:
         else:
             if self._link.link is None:
                 self._reconnect.cancel()  # this press connects now: no scheduled attempt needed
-                problem = self._link.open()
-                if problem:
-                    self._fail(problem)
+                if not self._keeper.open():
                     return
-                self._floor.new_link()
             self._floor.set_state(State.CONNECTING)
         self._floor.apply_audio()
 
@@ -248,87 +244,13 @@ class Session:
             # ends the user's turn; with none in progress the server ignores it.
             self._turn_end.owe()
 
-    # --- the connection ------------------------------------------------------------------
-
-    def _reconnect_now(self) -> None:
-        problem = self._link.open()
-        if problem:
-            self._fail(problem)
-            return
-        self._floor.new_link()
-        self._floor.apply_audio()
-
-    def _close_link(self) -> None:
-        self._turn_end.drop()  # a turn of this link is not ended on the next one
-        self._link.close()
-        self._floor.apply_audio()
-
-    def _on_ready(self) -> None:
-        outage = self._link.applied()
-        if outage is not None:
-            log.info("reconnected after %.1f s", outage)
-        handed_over = False
-        if self.state in (State.CONNECTING, State.OFFLINE):
-            if self._floor.held or (self._floor.conversation and not self._floor.handing_over):
-                self._floor.set_state(State.LISTENING)
-            elif self._floor.handing_over:
-                self._floor.handing_over = False
-                self._floor.set_state(State.THINKING)
-                handed_over = True
-            else:
-                self._floor.set_state(State.IDLE)
-        self._floor.apply_audio()
-        if handed_over:
-            # Streaming now flushed the connect buffer into the outbox: the turn's audio first.
-            self._turn_end.owe()
-
-    def _on_link_down(self, event: AgentDisconnected) -> None:
-        was_ready = self.connected
-        self._turn_end.drop()  # the turn went with the link
-        self._link.forget()
-        if event.requested:
-            self._floor.apply_audio()
-            return
-        if event.status in (401, 403):
-            delay = self._reconnect.key_refused()
-            log.error("%s; check the key (next try allowed in %.0f s)", event.reason, delay)
-            self._fail(f"{event.reason}; check the key (next try allowed in {delay:.0f} s)")
-            return
-        log.warning("agent link down: %s", shown(event.reason, 200))
-        self._floor.last_error = event.reason
-        if self.state in _BUSY or self._floor.conversation or self.state is State.OFFLINE:
-            self._go_offline(event.reason)
-        else:
-            # A warm socket closed while idle: nothing to recover, the next press reconnects.
-            log.info("idle connection closed; the next press reconnects")
-            if was_ready:
-                self._floor.set_state(State.IDLE)
-            self._floor.apply_audio()
-
-    def _go_offline(self, reason: str) -> None:
-        # The rest of any reply died with the link: the device must not talk while it shows
-        # offline (and in half duplex the mic may open below).
-        self.speaker.interrupt()
-        self._reply.silent()
-        self._floor.held = False
-        self._floor.handing_over = False
-        delay = self._reconnect.dropped()
-        if delay is None:
-            log.warning("giving up reconnecting after %.0f s: %s", self._reconnect.window, reason)
-            self._floor.conversation = False
-            self._floor.set_state(State.IDLE)
-        else:
-            log.info("reconnecting in %.1f s", delay)
-            self._floor.set_state(State.OFFLINE)
-        self._floor.apply_audio()
-
     # --- server events -------------------------------------------------------------------
 
     def _on_server(self, ev: protocol.ServerEvent) -> None:
         match ev:
             case protocol.SettingsApplied():
                 if self._link.pending:
-                    self._on_ready()
+                    self._keeper.ready()
             case protocol.ConversationText():
                 self._on_text(ev)
             case protocol.UserStartedSpeaking():
@@ -338,8 +260,7 @@ class Session:
                 self._floor.heard = True
                 if self.state in (State.IDLE, State.THINKING, State.SPEAKING) and self._floor.gate_live:
                     self._reply.silent()
-                    self._floor.set_state(State.LISTENING)
-                    self._floor.apply_audio()
+                    self._floor.go(State.LISTENING)
             case protocol.AgentStartedSpeaking():
                 self._turns.agent_started(ev)
             case protocol.FunctionCallRequest(calls=calls):
@@ -348,7 +269,7 @@ class Session:
                 self._link.calls_cancelled(ids)
             case protocol.AgentError(code=code, description=description):
                 log.error("agent error %s: %s", shown(code) or "(no code)", shown(description, 300))
-                self._fail(f"agent error {shown(code, 60)}: {shown(description, 120)}".strip())
+                self._keeper.fail(f"agent error {shown(code, 60)}: {shown(description, 120)}".strip())
             case protocol.AgentWarning(code=protocol.FORCE_END_TURN_UNSUPPORTED):
                 if self._link.force_end_turn_refused():  # once per link, not once per turn
                     log.warning("the agent does not take ForceEndTurn on this connection (its "
@@ -378,8 +299,7 @@ class Session:
         if ev.role == "user" and self.state is State.LISTENING and not self._floor.held:
             # The agent's end-of-turn: hands-free, or an utterance with the button up.
             self._turns.speech_ended(self.clock())
-            self._floor.set_state(State.THINKING)
-            self._floor.apply_audio()
+            self._floor.go(State.THINKING)
 
     # --- playback ------------------------------------------------------------------------
 
@@ -389,8 +309,7 @@ class Session:
         # Even with the button still held: the agent's end-of-turn detection may answer before
         # the release, and the LEDs must say what the user hears.
         if self.state in (State.THINKING, State.IDLE, State.LISTENING):
-            self._floor.set_state(State.SPEAKING)
-            self._floor.apply_audio()
+            self._floor.go(State.SPEAKING)
 
     def _on_playback_drained(self, ev: PlaybackDrained) -> None:
         self._turns.underran(ev.underruns)
@@ -425,8 +344,7 @@ class Session:
             self._floor.hangup_after_reply = False
             self._end_conversation("the agent ended the conversation", close=True)
             return
-        self._floor.set_state(State.LISTENING if self._floor.held or self._floor.conversation else State.IDLE)
-        self._floor.apply_audio()
+        self._floor.go(State.LISTENING if self._floor.held or self._floor.conversation else State.IDLE)
 
     def _end_conversation(self, why: str, close: bool = False) -> None:
         log.info("conversation over: %s", why)
@@ -441,25 +359,8 @@ class Session:
             self._reconnect.cancel()
             close = True
         if close:
-            self._close_link()
-            self._link.forget_conversation()
-        self._floor.set_state(State.IDLE)
-        self._floor.apply_audio()
-
-    def _fail(self, message: str) -> None:
-        self._floor.last_error = message
-        self.speaker.interrupt()
-        self._reply.silent()
-        self.speaker.chime("error")
-        self._floor.held = False
-        self._floor.conversation = False
-        self._floor.handing_over = False
-        self._reconnect.cancel()
-        self._close_link()
-        self._link.forget_conversation()
-        self._floor.set_state(State.ERROR)
-        self._floor.deadline = self.clock() + ERROR_HOLD
-        self._floor.apply_audio()
+            self._keeper.hang_up()
+        self._floor.go(State.IDLE)
 
     def _on_device(self, ev: DeviceChanged) -> None:
         self._status_line.device_changed(ev)
@@ -475,15 +376,14 @@ class Session:
         """Every pending deadline and what to do when it comes; each action clears its own."""
         s = self.cfg.session
         return timers.pending([
-            (self._reconnect.next_try, self._retry),
+            (self._reconnect.next_try, self._keeper.retry),
             (self._turn_end.at, self._turn_end.timed_out),
             (self._floor.deadline, self._on_deadline),
             (self._turns.report_due, self._turns.flush_interrupted),
-            (self._link.deadline if self._link.pending else None, self._connect_timed_out),
+            (self._link.deadline if self._link.pending else None, self._keeper.connect_timed_out),
             (self._reply.over_at(), self._reply_finished),
             (self._status_line.watchdog_due(), self._status_line.pet_watchdog),
-            (self._floor.last_activity + s.idle_timeout if self._idle_close_due() else None,
-             self._idle_timed_out),
+            (self._keeper.idle_close_at(), self._idle_timed_out),
             (self._turns.started + s.max_turn_seconds
              if self.state is State.LISTENING and self._floor.held and self._turns.started is not None
              else None, self._turn_too_long),
@@ -504,17 +404,6 @@ class Session:
             due()
         log.error("deadlines keep firing; a timer is not cleared by its action")
 
-    def _idle_close_due(self) -> bool:
-        """Whether inactivity closes the socket now: idle, or listening with nobody holding the
-        button (a hands-free conversation, or full duplex opened by the voice)."""
-        return self.connected and (self.state is State.IDLE
-                                   or (self.state is State.LISTENING and not self._floor.held))
-
-    def _retry(self) -> None:
-        self._reconnect.next_try = None
-        if self._link.link is None:  # a press may have reconnected already
-            self._reconnect_now()
-
     def _check_playback(self) -> None:
         if not self._reply.stalled(self.speaker.progress(), self.clock()):
             return
@@ -529,34 +418,19 @@ class Session:
         self._on_release(self.clock())
 
     def _idle_timed_out(self) -> None:
-        now = self.clock()
         if self.speaker.is_playing():
-            self._floor.last_activity = now  # something still sounds: that is activity
+            self._floor.touch()  # something still sounds: that is activity
         elif self.state is State.LISTENING and self._floor.conversation:
             self._end_conversation(f"nothing said for {self.cfg.session.idle_timeout:.0f} s",
                                    close=True)
         else:
-            log.info("closing the idle connection after %.0f s", now - self._floor.last_activity)
-            self._close_link()
-            self._link.forget_conversation()
-            self._floor.set_state(State.IDLE)
-            self._floor.apply_audio()
-
-    def _connect_timed_out(self) -> None:
-        reason = "the agent did not apply the settings in time"
-        log.warning("%s", reason)
-        self._link.close()
-        if self.state in (State.CONNECTING, State.OFFLINE) or self._floor.conversation:
-            self._go_offline(reason)
-        else:
-            self._floor.apply_audio()  # nobody waits for it (a toggle press ended the conversation)
+            self._keeper.close_idle()
 
     def _on_deadline(self) -> None:
         """The current state's own timeout: the error pattern's hold, or the wait for a reply."""
         self._floor.deadline = None
         if self.state is State.ERROR:
-            self._floor.set_state(State.IDLE)
-            self._floor.apply_audio()
+            self._floor.go(State.IDLE)
         elif self.state is State.THINKING and self._link.owes_calls:
             # A local function is still running (each is bounded by its own timeout, and its
             # answer restarts the wait): the agent cannot reply before it has the result.
@@ -567,8 +441,7 @@ class Session:
             # A click with nothing said: the server had nothing to answer. The link is healthy.
             log.info("nothing was heard in this turn")
             self._turns.log()
-            self._floor.set_state(State.LISTENING if self._floor.conversation else State.IDLE)
-            self._floor.apply_audio()
+            self._floor.go(State.LISTENING if self._floor.conversation else State.IDLE)
         elif self.state is State.THINKING:
             # A healthy agent answers or at least says something; silence this long means the
             # link is suspect (a stalled server may still answer pings), so start afresh.
@@ -577,6 +450,5 @@ class Session:
             self._floor.last_error = "no reply from the agent"
             self._turns.log()
             self._floor.conversation = False
-            self._close_link()
-            self._floor.set_state(State.IDLE)
-            self._floor.apply_audio()
+            self._keeper.close()
+            self._floor.go(State.IDLE)

@@ -42,11 +42,12 @@ from speakerd.events import (
     State,
     TurnAudioSent,
 )
+from speakerd.keeper import ERROR_HOLD
 from speakerd.playback import DRAIN_GRACE
 from speakerd.reconnect import RECONNECT_WINDOW
 from speakerd.router import ReplyPlayer, Router
 from speakerd.seams import LedControl, MicControl, SpeakerControl
-from speakerd.session import ERROR_HOLD, Session
+from speakerd.session import Session
 from speakerd.uplink import UplinkMode
 from tests.support.shapes import shape_differences
 

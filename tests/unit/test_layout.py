@@ -172,9 +172,10 @@ MAY_IMPORT: dict[str, set[str]] = {
     "seams": {"events", "uplink"},  # what the session drives: the mic, the speaker, the LEDs
     "turnend": {"seams"},
     "floor": {"config", "connection", "events", "router", "seams", "statusline", "uplink"},
-    "session": {"config", "connection", "events", "floor", "inbox", "playback", "protocol",
-                "reconnect", "router", "seams", "statusline", "textsafe", "timers", "turnend",
-                "turns", "worker"},
+    "keeper": {"connection", "events", "floor", "playback", "seams", "textsafe", "turnend"},
+    "session": {"config", "connection", "events", "floor", "inbox", "keeper", "playback",
+                "protocol", "reconnect", "router", "seams", "statusline", "textsafe", "timers",
+                "turnend", "turns", "worker"},
     "button": {"config"},
     "leds": {"config", "events", "worker"},  # the pixels' one animation thread
     "outputs": set(),
