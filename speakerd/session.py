@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import protocol, timers
+from . import timers
 from .config import Config, ProviderSecrets
 from .connection import Connection, Link, Log, Runner
 from .events import (
@@ -35,8 +35,8 @@ from .playback import SPEAKING_STALL, ReplyTracker
 from .reconnect import Reconnect
 from .router import Router
 from .seams import LedControl, MicControl, SpeakerControl
+from .serverevents import ServerEvents
 from .statusline import StatusLine, StatusSink
-from .textsafe import shown
 from .turnend import TurnEnd
 from .turns import Turn, TurnLog
 from .worker import Worker
@@ -82,6 +82,8 @@ class Session:
         self._turn_end = TurnEnd(self.mic, self._link.end_turn, self.clock)
         self._keeper = LinkKeeper(self._floor, self._link, self._turn_end, self.speaker,
                                   self._reply, self.clock)
+        self._server = ServerEvents(self._floor, self._link, self._keeper, self._reply,
+                                    self._turns, self.clock, self.on_text)
 
     # --- thread --------------------------------------------------------------------------
 
@@ -160,7 +162,7 @@ class Session:
             case AgentEventReceived(link=link, event=server_event):
                 if self._link.is_current(link):
                     self._floor.touch()
-                    self._on_server(server_event)
+                    self._server.handle(server_event)
             case AgentConnected(link=link, t=t):
                 if self._link.is_current(link):
                     self._link.opened(t)
@@ -243,63 +245,6 @@ class Session:
             # Whatever the state (a late reply to the last turn may be sounding), the release
             # ends the user's turn; with none in progress the server ignores it.
             self._turn_end.owe()
-
-    # --- server events -------------------------------------------------------------------
-
-    def _on_server(self, ev: protocol.ServerEvent) -> None:
-        match ev:
-            case protocol.SettingsApplied():
-                if self._link.pending:
-                    self._keeper.ready()
-            case protocol.ConversationText():
-                self._on_text(ev)
-            case protocol.UserStartedSpeaking():
-                # The server heard our microphone (the router has already silenced the speaker):
-                # the user is talking. With the gate shut it can only be a late onset of speech
-                # sent before the release, which changes nothing.
-                self._floor.heard = True
-                if self.state in (State.IDLE, State.THINKING, State.SPEAKING) and self._floor.gate_live:
-                    self._reply.silent()
-                    self._floor.go(State.LISTENING)
-            case protocol.AgentStartedSpeaking():
-                self._turns.agent_started(ev)
-            case protocol.FunctionCallRequest(calls=calls):
-                self._link.calls_requested(calls)
-            case protocol.FunctionCallCancelled(ids=ids):
-                self._link.calls_cancelled(ids)
-            case protocol.AgentError(code=code, description=description):
-                log.error("agent error %s: %s", shown(code) or "(no code)", shown(description, 300))
-                self._keeper.fail(f"agent error {shown(code, 60)}: {shown(description, 120)}".strip())
-            case protocol.AgentWarning(code=protocol.FORCE_END_TURN_UNSUPPORTED):
-                if self._link.force_end_turn_refused():  # once per link, not once per turn
-                    log.warning("the agent does not take ForceEndTurn on this connection (its "
-                                "listen provider is not Flux): its own end-of-speech detection "
-                                "ends each turn")
-            case protocol.AgentWarning(code=code, description=description):
-                log.warning("agent warning %s: %s", shown(code) or "(no code)",
-                            shown(description, 300))
-            case protocol.UnknownEvent(type=kind):
-                log.info("ignored an unknown message type from the agent: %s", shown(kind, 64))
-            case protocol.InjectionRefused(message=message):
-                log.info("the agent refused an injected message: %s", shown(message))
-            case _:
-                pass  # AgentAudioDone is the router's (it marks the reply's end at the speaker)
-        if self.state is State.THINKING and self._floor.deadline is not None:
-            # Any sign of life from the agent restarts the wait for its reply.
-            self._floor.wait_for_reply()
-
-    def _on_text(self, ev: protocol.ConversationText) -> None:
-        # Transcripts stay out of the system journal at INFO: they are the user's words.
-        log.debug("%s: %s", shown(ev.role, 20), shown(ev.content, 300))
-        if self.on_text is not None:
-            self.on_text(ev.role, ev.content)
-        self._link.remember(ev.role, ev.content)
-        if ev.role == "user":
-            self._floor.heard = True
-        if ev.role == "user" and self.state is State.LISTENING and not self._floor.held:
-            # The agent's end-of-turn: hands-free, or an utterance with the button up.
-            self._turns.speech_ended(self.clock())
-            self._floor.go(State.THINKING)
 
     # --- playback ------------------------------------------------------------------------
 

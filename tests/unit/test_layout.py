@@ -173,9 +173,11 @@ MAY_IMPORT: dict[str, set[str]] = {
     "turnend": {"seams"},
     "floor": {"config", "connection", "events", "router", "seams", "statusline", "uplink"},
     "keeper": {"connection", "events", "floor", "playback", "seams", "textsafe", "turnend"},
+    "serverevents": {"connection", "events", "floor", "keeper", "playback", "protocol",
+                     "textsafe", "turns"},
     "session": {"config", "connection", "events", "floor", "inbox", "keeper", "playback",
-                "protocol", "reconnect", "router", "seams", "statusline", "textsafe", "timers",
-                "turnend", "turns", "worker"},
+                "reconnect", "router", "seams", "serverevents", "statusline", "timers", "turnend",
+                "turns", "worker"},
     "button": {"config"},
     "leds": {"config", "events", "worker"},  # the pixels' one animation thread
     "outputs": set(),
