@@ -65,7 +65,7 @@ class Floor:
             self._router.record_turn(False)
         self.state = state
         self.touch()
-        # Each state's own timeout starts afresh (the error hold is set by the one who fails).
+        # Each state's own timeout starts afresh (the error hold is set by LinkKeeper.fail()).
         self.deadline = self._clock() + self.cfg.session.reply_timeout if state is State.THINKING \
             else None
         # The microphone follows first, so what the LEDs say is already true: listening means

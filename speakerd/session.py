@@ -1,4 +1,5 @@
-"""The conversation state machine: the sole owner of state, handling one event at a time."""
+"""The conversation state machine: the sole owner of state, handling one event at a time; each
+event goes to the part whose job it is (the floor, the link's keeper, the agent's messages)."""
 
 from __future__ import annotations
 
