@@ -22,6 +22,11 @@ __all__ = ["FrameSink", "Mic"]
 log = logging.getLogger(__name__)
 
 _LEVEL_FRAMES = 25  # periods kept for level(): half a second at 20 ms
+# Paced silence (connected, nobody talking) goes up this much at a time, in frames of the usual
+# length: nothing waits for silence, so the mic and the socket's thread wake a third as often
+# (at 80 ms frames) in the longest state of a conversation, the agent's turn in half duplex.
+# Well inside the 20-250 ms Deepgram advises per send, and far from its ~10 s idle cut-off.
+SILENCE_PACE = 0.24
 
 
 def _available(source: Source) -> int | None:
@@ -252,14 +257,15 @@ class Mic:
 
         Connected and nobody talking (half duplex, button up, or the agent speaking), reading
         the microphone only to replace it with silence cost the device's wake-ups and the
-        thread's reads; the socket still gets a frame of silence at the frame cadence, so the
-        server never sees it quiet. The stream restarts on the next read when the gate opens,
+        thread's reads; the socket still gets silence by the clock, SILENCE_PACE at a time, so
+        the server never sees it quiet. The stream restarts on the next read when the gate opens,
         and the press edge's period is captured from then on.
         """
         if not self._pause(self._frames.silent):
             return True
-        frame = self._fmt.period_seconds * self._frame_periods
-        due = self._clock() + frame
+        batch = max(1, int(SILENCE_PACE / (self._fmt.period_seconds * self._frame_periods) + 1e-9))
+        pace = self._fmt.period_seconds * self._frame_periods * batch
+        due = self._clock() + pace
         while not self._stop.is_set():
             # On the command event: a press opens the gate within a millisecond of the edge.
             self._answer_turn_end()  # only silence leaves from here on: nothing to wait for
@@ -269,8 +275,9 @@ class Mic:
                 if not self._frames.silent():
                     return True
                 continue
-            due += frame
-            self._frames.silence_frame()
+            due += pace
+            for _ in range(batch):
+                self._frames.silence_frame()
         return False
 
     def _run(self) -> None:

@@ -35,6 +35,9 @@ class Speaker:
                  backoff: Callable[[], Iterator[float]] | None = None,
                  on_device: Callable[[bool, str], None] | None = None,
                  chimes: ChimesConfig | None = None):
+        # The device's format, with the step we write in (a 20 ms divisor of its period): a
+        # chunk is written as soon as it comes, not held back for a whole period of the device.
+        fmt = fmt.write_unit()
         self._fmt = fmt
         self._on_event = on_event
         self._clock = clock

@@ -15,6 +15,8 @@ MAX_FRAGMENTS = 4096
 # RFC 6455: a control frame (close, ping, pong) carries at most 125 bytes.
 MAX_CONTROL = 125
 _MASK_KEYS = 256  # mask keys drawn from the OS at once: one getrandom() per 256 frames sent
+# What the frame reader asks the socket for at once (websocket-client's own cap per recv()).
+READ_AHEAD = 16384
 
 
 class MaskKeys:
@@ -37,6 +39,21 @@ class MaskKeys:
             key = self._pool[self._at:self._at + length]
             self._at += length
             return key
+
+
+def read_ahead(ws: websocket.WebSocket) -> None:
+    """Make the frame reader take what the socket holds (up to READ_AHEAD) in one recv().
+
+    websocket-client asks the socket for exactly what it parses next: the 2 header bytes, the
+    length, then the payload, so each audio frame from the agent cost three recv() calls (six
+    system calls, each a chance to lose the interpreter lock). Its reader keeps any surplus for
+    the next frame, so one read now usually brings a whole frame, often the next ones too.
+    The surplus is bounded by READ_AHEAD, so a frame refused from its header still costs at
+    most that much reading.
+    """
+    fb = ws.frame_buffer
+    recv = fb.recv
+    fb.recv = lambda _wanted: recv(READ_AHEAD)
 
 
 class FrameRefused(Exception):

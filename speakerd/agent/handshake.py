@@ -8,7 +8,7 @@ import urllib.parse
 import websocket
 
 from ..textsafe import shown
-from .frames import MaskKeys
+from .frames import MaskKeys, read_ahead
 
 
 class ConnectFailed(Exception):
@@ -51,6 +51,7 @@ def connect(url: str, api_key: str, *, timeout: float, ca_file: str) -> websocke
         # headers unless its trace is enabled, which we never do.
         ws.connect(url, header=[f"Authorization: Token {api_key}"],
                    timeout=timeout, redirect_limit=0, **options)
+        read_ahead(ws)
     except websocket.WebSocketBadStatusException as exc:
         raise ConnectFailed(_handshake_reason(exc.status_code), exc.status_code) from None
     except Exception as exc:  # noqa: BLE001 - any connect failure is a disconnect with a reason

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..config import AudioInputConfig, AudioOutputConfig
+
+# The speaker writes reply audio in whole units of at most this long, whatever the device's
+# period: a 100 ms chunk into 40 ms periods would otherwise leave 20 ms waiting for the next
+# chunk, or padded with silence when it is late. The device's period only sets how often the
+# device (and a sound server's thread in our process) wakes up; the writes are per chunk.
+WRITE_UNIT_MS = 20
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,12 @@ class AudioFormat:
     def silence(self) -> bytes:
         """One period of digital silence."""
         return self.silence_byte * self.period_bytes
+
+    def write_unit(self) -> AudioFormat:
+        """This format with the period the speaker writes in: the device's, or a divisor of it
+        no longer than WRITE_UNIT_MS."""
+        unit = math.gcd(self.period_frames, max(1, self.rate * WRITE_UNIT_MS // 1000))
+        return dataclasses.replace(self, period_frames=unit)
 
     @classmethod
     def from_input(cls, cfg: AudioInputConfig) -> AudioFormat:

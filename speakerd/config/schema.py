@@ -144,8 +144,10 @@ class AudioOutputConfig:
     encoding: str = _opt("linear16", choices=("linear16", "mulaw"))
     # A deep buffer on purpose: an interruption is drop(), which discards the whole buffer at
     # once, so its length costs no barge-in time, and a chunk of agent audio fits in one write.
-    period_ms: int = _opt(20, min=5, max=100)
-    periods: int = _opt(10, min=2, max=32)
+    # A long period: each one wakes the device (with PulseAudio, a thread of ours); the speaker
+    # writes in steps of at most 20 ms whatever the period (AudioFormat.write_unit).
+    period_ms: int = _opt(40, min=5, max=100)
+    periods: int = _opt(5, min=2, max=32)
 
 
 @dataclass(frozen=True)

@@ -85,3 +85,36 @@ def test_connected_with_a_shut_gate_sends_clock_paced_silence_without_reading(
             assert any(frame.strip(b"\0") for frame in sent)  # the microphone went up
     finally:
         mic.stop()
+
+
+def test_paced_silence_goes_up_a_few_frames_at_a_wake(pulse_audio: PulseServer) -> None:
+    """With the gate shut, silence leaves SILENCE_PACE at a time: three 80 ms frames per wake-up."""
+    cfg = pulse_audio.input_config()
+    fmt = AudioFormat.from_input(cfg)
+    times: list[float] = []
+    lock = threading.Lock()
+
+    class Sent:
+        def uplink(self, frame: bytes) -> None:
+            with lock:
+                times.append(time.monotonic())
+
+    periods = round(0.08 / fmt.period_seconds)
+    mic = Mic(lambda: open_source(cfg), fmt, Sent(), frame_periods=periods)
+    mic.set_uplink(UplinkMode.STREAM)
+    mic.start()
+    try:
+        assert wait_until(lambda: mic.pauses == 1, 10)
+        with lock:
+            start = len(times)
+        assert wait_until(lambda: len(times) >= start + 13, 10)
+    finally:
+        mic.stop()
+    with lock:
+        gaps = [b - a for a, b in zip(times[start:], times[start + 1:], strict=False)]
+    # A batch's frames leave together (microseconds apart); batches leave 240 ms apart. Allow a
+    # busy machine to split some batches, but one frame per wake would have every gap ~80 ms.
+    together = sum(gap < 0.04 for gap in gaps)
+    apart = sum(gap > 0.15 for gap in gaps)
+    assert together >= len(gaps) // 3, gaps
+    assert apart >= 2, gaps

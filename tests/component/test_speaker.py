@@ -94,6 +94,27 @@ def test_reply_played_bit_exact_with_padded_tail(alsa_files: AlsaFiles,
     assert sizes and all(size % PERIOD == 0 for size in sizes) and max(sizes) > PERIOD
 
 
+def test_a_chunk_into_a_long_period_device_is_written_whole_and_unpadded(
+        alsa_files: AlsaFiles, spies: list[SpySink]) -> None:
+    """With 40 ms device periods, a 100 ms chunk is written at once, all of it, no silence added."""
+    events = Events()
+    fmt = AudioFormat(rate=16000, period_frames=640)  # the device's period: 40 ms
+    speaker = Speaker(spy_opener(alsa_files, spies, period_ms=40, periods=5), fmt, on_event=events)
+    chunk = ramp(1600)  # 100 ms: two and a half of the device's periods
+    speaker.start()
+    try:
+        speaker.begin_reply()
+        assert speaker.play(chunk)
+        assert wait_until(lambda: sum(c.size for s in spies for c in s.calls if c.name == "write")
+                          >= len(chunk), WAIT)
+        events.wait_for(PlaybackStarted)
+        # Nothing of it held back for the next chunk, and no period's worth of silence after it.
+        assert sum(c.size for c in spies[0].calls if c.name == "write") == len(chunk)
+        assert alsa_files.speaker_bytes() == chunk
+    finally:
+        speaker.stop()
+
+
 def test_interrupt_drops_queue_and_device(alsa_files: AlsaFiles, spies: list[SpySink]) -> None:
     """After interrupt() nothing more of the old reply is written, the device is dropped, and
     the next reply plays in full."""

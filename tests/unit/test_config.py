@@ -604,3 +604,18 @@ def test_toggle_mode_needs_an_idle_timeout_a_conversation_can_live_with() -> Non
     assert any(p.startswith("session.idle_timeout: must be at least 5 s in toggle mode")
                for p in err.value.problems)
     parse_config({"button": {"mode": "hold"}, "session": {"idle_timeout": 0}})  # hold: fine
+
+
+@pytest.mark.parametrize(("rate", "period_ms", "step_ms"), [
+    (24000, 40, 20), (24000, 20, 20), (16000, 10, 10), (48000, 30, 10), (24000, 100, 20)])
+def test_the_speakers_write_step_divides_the_period_and_is_at_most_20_ms(
+        rate: int, period_ms: int, step_ms: int) -> None:
+    """The speaker writes in a divisor of the device's period no longer than 20 ms."""
+    from speakerd.audio import AudioFormat
+    from speakerd.config import AudioOutputConfig
+
+    fmt = AudioFormat.from_output(AudioOutputConfig(sample_rate=rate, period_ms=period_ms))
+    step = fmt.write_unit()
+    assert step.period_frames == rate * step_ms // 1000
+    assert fmt.period_frames % step.period_frames == 0
+    assert dataclasses.replace(step, period_frames=fmt.period_frames) == fmt
