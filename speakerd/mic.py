@@ -27,6 +27,9 @@ _LEVEL_FRAMES = 25  # periods kept for level(): half a second at 20 ms
 # (at 80 ms frames) in the longest state of a conversation, the agent's turn in half duplex.
 # Well inside the 20-250 ms Deepgram advises per send, and far from its ~10 s idle cut-off.
 SILENCE_PACE = 0.24
+# ... but only once the gate has been shut this long: a server that ends the turn on counted
+# silence (Nova's end of speech) must count the first second after a release frame by frame.
+SILENCE_SETTLE = 1.5
 
 
 def _available(source: Source) -> int | None:
@@ -263,9 +266,11 @@ class Mic:
         """
         if not self._pause(self._frames.silent):
             return True
-        batch = max(1, int(SILENCE_PACE / (self._fmt.period_seconds * self._frame_periods) + 1e-9))
-        pace = self._fmt.period_seconds * self._frame_periods * batch
-        due = self._clock() + pace
+        frame = self._fmt.period_seconds * self._frame_periods
+        batch = max(1, int(SILENCE_PACE / frame + 1e-9))
+        settled = self._clock() + SILENCE_SETTLE
+        step = 1  # frames of silence owed at `due`: the time since the last ones went
+        due = self._clock() + frame
         while not self._stop.is_set():
             # On the command event: a press opens the gate within a millisecond of the edge.
             self._answer_turn_end()  # only silence leaves from here on: nothing to wait for
@@ -275,9 +280,10 @@ class Mic:
                 if not self._frames.silent():
                     return True
                 continue
-            due += pace
-            for _ in range(batch):
+            for _ in range(step):
                 self._frames.silence_frame()
+            step = 1 if due < settled else batch
+            due += frame * step
         return False
 
     def _run(self) -> None:

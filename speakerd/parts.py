@@ -104,7 +104,7 @@ class Parts:
             self.mic = Mic(
                 hooks.open_source or (lambda: open_source(cfg.audio.input)),
                 AudioFormat.from_input(cfg.audio.input), self.router,
-                frame_periods=cfg.audio.input.frame_ms // cfg.audio.input.period_ms,
+                frame_periods=cfg.audio.input.frame_ms // cfg.audio.input.period,
                 buffer_seconds=cfg.audio.input.connect_buffer_seconds,
                 on_device=lambda ok, msg: post(DeviceChanged("microphone", ok, msg)),
                 on_first_send=lambda t: post(UplinkStarted(t)),

@@ -35,8 +35,13 @@ class Speaker:
                  backoff: Callable[[], Iterator[float]] | None = None,
                  on_device: Callable[[bool, str], None] | None = None,
                  chimes: ChimesConfig | None = None):
-        # The device's format, with the step we write in (a 20 ms divisor of its period): a
-        # chunk is written as soon as it comes, not held back for a whole period of the device.
+        # Writes go in steps of at most 20 ms (a divisor of the device's period), so a chunk is
+        # written as soon as it comes, not held back for a whole period of the device. What the
+        # device does in periods stays in its periods: it reports its fill a period at a time
+        # (the tail flush waits for that), and a stream that stops mid-period would play stale
+        # samples to the period's end (tails and chimes are padded to a whole one).
+        self._device_period = fmt.period_frames
+        self._pad_to = fmt.period_bytes
         fmt = fmt.write_unit()
         self._fmt = fmt
         self._on_event = on_event
@@ -63,6 +68,7 @@ class Speaker:
         self.periods_written = 0
         self._xrun_base = 0
         self._active = False               # something was written since the last drop()
+        self._stream_bytes = 0             # written since the last drop() (while _active)
         self._missing_reported = 0         # replies discarded while the device is missing
 
     @property
@@ -180,8 +186,8 @@ class Speaker:
         if self._pending:
             # A short tail goes in only when nothing came for a period and about a period is
             # left to play: padding it any sooner would put silence into audio still arriving.
-            queued -= self._fmt.period_frames
-            return min(_IDLE_WAIT, max(self._fmt.period_seconds, queued / self._fmt.rate))
+            queued -= self._device_period
+            return min(_IDLE_WAIT, max(self._device_period, queued) / self._fmt.rate)
         return min(_IDLE_WAIT, max(0.001, queued / self._fmt.rate + 0.001))
 
     def _do_interrupt(self, t_request: float, discarded: int) -> None:
@@ -247,8 +253,13 @@ class Speaker:
         first one emits PlaybackStarted.
         """
         total = len(data)
-        if pad and total % self._period:
-            data = bytes(data) + self._pad * (self._period - total % self._period)
+        # The stream's length so far: what was written since the device last stopped.
+        if not self._active:
+            self._stream_bytes = 0
+        fill = -(self._stream_bytes + total) % self._pad_to if pad else 0
+        if fill:
+            # To the end of the device's period (not of this data's own): where the stream stops.
+            data = bytes(data) + self._pad * fill
         view = memoryview(data)
         whole = len(view) - len(view) % self._period
         done = 0
@@ -266,6 +277,7 @@ class Speaker:
                 break
             sink.write(view[done:done + size])
             self._active = True
+            self._stream_bytes += size
             self.periods_written += size // self._period
             real = min(size, total - done)
             done += size
@@ -289,7 +301,7 @@ class Speaker:
         if self._pending:
             # Nothing came for a period and the device is about to run dry: play the short tail
             # now rather than hold it back (the hint end_reply() may never come).
-            if self._sink.delay_frames() <= self._fmt.period_frames:
+            if self._sink.delay_frames() <= self._device_period:
                 self._flush_tail()
             return
         if not self._active:

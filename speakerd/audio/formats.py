@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -53,14 +52,16 @@ class AudioFormat:
         return self.silence_byte * self.period_bytes
 
     def write_unit(self) -> AudioFormat:
-        """This format with the period the speaker writes in: the device's, or a divisor of it
-        no longer than WRITE_UNIT_MS."""
-        unit = math.gcd(self.period_frames, max(1, self.rate * WRITE_UNIT_MS // 1000))
+        """This format with the period the speaker writes in: the largest divisor of the
+        device's period no longer than WRITE_UNIT_MS (the period itself if it is that short)."""
+        limit = max(1, self.rate * WRITE_UNIT_MS // 1000)
+        unit = next(n for n in range(min(limit, self.period_frames), 0, -1)
+                    if self.period_frames % n == 0)
         return dataclasses.replace(self, period_frames=unit)
 
     @classmethod
     def from_input(cls, cfg: AudioInputConfig) -> AudioFormat:
-        return cls(rate=cfg.sample_rate, period_frames=cfg.sample_rate * cfg.period_ms // 1000)
+        return cls(rate=cfg.sample_rate, period_frames=cfg.sample_rate * cfg.period // 1000)
 
     @classmethod
     def from_output(cls, cfg: AudioOutputConfig) -> AudioFormat:

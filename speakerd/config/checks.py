@@ -93,14 +93,15 @@ def _audio(cfg: Config, problem: Problem) -> None:
 def _uplink_frame(cfg: Config, problem: Problem, has: Reported) -> None:
     """The uplink frame is built of whole capture periods and must fit the capture buffer."""
     inp = cfg.audio.input
-    if has("audio.input") or inp.period_ms <= 0:
+    period = inp.period
+    if has("audio.input") or period <= 0:
         return  # a key of its own is wrong already; the rule says nothing more
-    if inp.frame_ms % inp.period_ms:
+    if inp.frame_ms % period:
         problem("audio.input.frame_ms", f"must be a multiple of audio.input.period_ms "
-                                        f"({inp.period_ms})")
-    elif inp.periods * inp.period_ms < inp.frame_ms + 2 * inp.period_ms:
+                                        f"({period})")
+    elif inp.periods * period < inp.frame_ms + 2 * period:
         # The thread sleeps while a frame is captured; the buffer must hold it with room to spare.
-        problem("audio.input.periods", f"the capture buffer ({inp.periods} x {inp.period_ms} ms) "
+        problem("audio.input.periods", f"the capture buffer ({inp.periods} x {period} ms) "
                                        f"must hold audio.input.frame_ms ({inp.frame_ms}) plus two "
                                        "periods")
 

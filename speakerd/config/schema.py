@@ -121,12 +121,22 @@ class SessionConfig:
 
 # --- audio -------------------------------------------------------------------------------
 
+# The capture period when the config names none. Half duplex: a press restarts the stopped
+# stream and its first audio leaves after one period, so a short one. Full duplex: the stream
+# runs the whole conversation and an uplink frame leaves when its last period is in, at the
+# same moment whatever the period, so a longer one (if the frame is a whole number of them)
+# only halves the device's wake-ups.
+HALF_DUPLEX_PERIOD_MS = 20
+FULL_DUPLEX_PERIOD_MS = 40
+
+
 @dataclass(frozen=True)
 class AudioInputConfig:
     """The microphone PCM."""
     device: str = "default"
     sample_rate: int = _opt(16000, min=8000, max=48000)
-    period_ms: int = _opt(20, min=5, max=100)
+    # None: by the duplex mode (AudioConfig fills it in; see HALF_DUPLEX_PERIOD_MS).
+    period_ms: int | None = _opt(None, min=5, max=100)
     # Deep on purpose: capture latency is one period whatever the buffer, and 200 ms rides out
     # a stall of the mic thread (e.g. while the socket connects) without losing speech.
     periods: int = _opt(10, min=2, max=32)
@@ -134,6 +144,11 @@ class AudioInputConfig:
     # Flux; each message costs a thread hop and a websocket frame, so fewer cost less CPU.
     frame_ms: int = _opt(80, min=5, max=250)
     connect_buffer_seconds: float = _opt(10.0, min=0.5, max=60)
+
+    @property
+    def period(self) -> int:
+        """The capture period in ms (the half-duplex one where no AudioConfig filled it in)."""
+        return HALF_DUPLEX_PERIOD_MS if self.period_ms is None else self.period_ms
 
 
 @dataclass(frozen=True)
@@ -156,6 +171,12 @@ class AudioConfig:
     duplex: str = _opt("half", choices=("half", "full"))
     input: AudioInputConfig = _opt(AudioInputConfig())
     output: AudioOutputConfig = _opt(AudioOutputConfig())
+
+    def __post_init__(self) -> None:
+        if self.input.period_ms is None:
+            full = self.duplex == "full" and self.input.frame_ms % FULL_DUPLEX_PERIOD_MS == 0
+            period = FULL_DUPLEX_PERIOD_MS if full else HALF_DUPLEX_PERIOD_MS
+            object.__setattr__(self, "input", dataclasses.replace(self.input, period_ms=period))
 
 
 @dataclass(frozen=True)

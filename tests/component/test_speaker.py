@@ -115,6 +115,24 @@ def test_a_chunk_into_a_long_period_device_is_written_whole_and_unpadded(
         speaker.stop()
 
 
+def test_a_reply_tail_is_padded_to_a_whole_device_period(alsa_files: AlsaFiles,
+                                                        spies: list[SpySink]) -> None:
+    """With 40 ms device periods, a reply's tail is padded so the stream stops on a period's end."""
+    events = Events()
+    fmt = AudioFormat(rate=16000, period_frames=640)
+    speaker = Speaker(spy_opener(alsa_files, spies, period_ms=40, periods=5), fmt, on_event=events)
+    reply = ramp(1300)  # 81.25 ms: past two periods, and not a whole number of 20 ms steps
+    speaker.begin_reply()
+    assert speaker.play(reply)
+    speaker.end_reply()
+    speaker.start()
+    try:
+        events.wait_for(PlaybackDrained)
+    finally:
+        speaker.stop()
+    assert alsa_files.speaker_bytes() == padded(reply, period=fmt.period_bytes)
+
+
 def test_interrupt_drops_queue_and_device(alsa_files: AlsaFiles, spies: list[SpySink]) -> None:
     """After interrupt() nothing more of the old reply is written, the device is dropped, and
     the next reply plays in full."""

@@ -607,15 +607,26 @@ def test_toggle_mode_needs_an_idle_timeout_a_conversation_can_live_with() -> Non
 
 
 @pytest.mark.parametrize(("rate", "period_ms", "step_ms"), [
-    (24000, 40, 20), (24000, 20, 20), (16000, 10, 10), (48000, 30, 10), (24000, 100, 20)])
+    (24000, 40, 20), (24000, 20, 20), (16000, 10, 10), (48000, 30, 15), (24000, 100, 20),
+    (16000, 25, 12.5), (8000, 15, 15)])
 def test_the_speakers_write_step_divides_the_period_and_is_at_most_20_ms(
-        rate: int, period_ms: int, step_ms: int) -> None:
-    """The speaker writes in a divisor of the device's period no longer than 20 ms."""
+        rate: int, period_ms: int, step_ms: float) -> None:
+    """The speaker writes in the largest divisor of the device's period no longer than 20 ms."""
     from speakerd.audio import AudioFormat
     from speakerd.config import AudioOutputConfig
 
     fmt = AudioFormat.from_output(AudioOutputConfig(sample_rate=rate, period_ms=period_ms))
     step = fmt.write_unit()
-    assert step.period_frames == rate * step_ms // 1000
+    assert step.period_frames == round(rate * step_ms / 1000)
     assert fmt.period_frames % step.period_frames == 0
     assert dataclasses.replace(step, period_frames=fmt.period_frames) == fmt
+
+
+def test_the_capture_period_follows_the_duplex_mode_unless_set() -> None:
+    """Unset, the capture period is 20 ms in half duplex, 40 ms in full (if frames hold whole ones)."""
+    assert parse_config({}).audio.input.period_ms == 20
+    assert parse_config({"audio": {"duplex": "full"}}).audio.input.period_ms == 40
+    assert parse_config({"audio": {"duplex": "full", "input": {"period_ms": 10}}}
+                        ).audio.input.period_ms == 10
+    assert parse_config({"audio": {"duplex": "full", "input": {"frame_ms": 100}}}
+                        ).audio.input.period_ms == 20
