@@ -61,7 +61,7 @@ class Speaker:
         self._cur: int | None = None       # the reply being written
         self._started = False              # PlaybackStarted sent for self._cur
         self._ended: int | None = None     # the last reply whose end marker was played through
-        self._pending = bytearray()        # audio of the current reply short of a whole period
+        self._pending = bytearray()        # audio of the current reply short of a whole step
         self._frames = 0
         # Grows with every period written (only this thread writes it; others read the int): a
         # reply that sounds but stops growing means the device wedged in a write.
@@ -110,7 +110,7 @@ class Speaker:
         return self._queue.queued_peak
 
     def end_reply(self) -> None:
-        """No more audio for the current reply: pad its tail to a whole period."""
+        """No more audio for the current reply: pad its tail to the end of a device period."""
         self._queue.end_reply()
 
     def interrupt(self) -> None:
@@ -131,7 +131,7 @@ class Speaker:
         return self._queue.has_audio() or self._cur is not None
 
     def progress(self) -> int:
-        """Periods written so far (any thread): stalls while nothing goes to the device."""
+        """Write steps written so far (any thread): stalls while nothing goes to the device."""
         return self.periods_written
 
     @property
@@ -225,7 +225,7 @@ class Speaker:
             self._frames = 0
             self._pending.clear()
         if not self._pending and len(item.data) % self._period == 0:
-            # The usual case (the agent sends whole periods): written from the chunk itself;
+            # The usual case (the agent sends whole steps): written from the chunk itself;
             # what an interrupt cut short is kept as pending, so the interrupt counts it.
             written = self._write_reply(item.data, pad=False)
             if written < len(item.data):
@@ -245,10 +245,11 @@ class Speaker:
         return self._write_all(data, pad=pad, reply=True)
 
     def _write_all(self, data: bytes, *, pad: bool, reply: bool = False) -> int:
-        """Write whole periods, as many per write() as the device has room for, stopping early
+        """Write whole steps, as many per write() as the device has room for, stopping early
         if an interrupt arrives; returns bytes written (without padding).
 
-        pad: the last partial period is padded with silence (else it is left unwritten). For
+        pad: silence is added up to the end of a device period (else a partial step is left
+        unwritten). For
         reply audio, each write is counted as it is done (a later one can raise) and the
         first one emits PlaybackStarted.
         """
