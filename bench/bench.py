@@ -611,7 +611,7 @@ def main() -> int:
             emu.stop()
             pa.stop()
     align = ("monitor aligned per trial: reply onset = PlaybackStarted (error: the first period's "
-             "write→sink latency, figures early by up to ~20 ms; parecord 3 ms)")
+             "write→sink latency, figures early by up to a device period, 40 ms; parecord 3 ms)")
     for name, res, how in (("barge-in, button edge", b, "trigger = pin edge (drive_low)"),
                            ("barge-in, UserStartedSpeaking", f, "trigger = agent-rx receipt")):
         lat, late = res["lat"], res["late"]

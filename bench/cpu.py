@@ -423,5 +423,5 @@ def grid_table(sec: Section) -> list[str]:
         lines.append(f"  {period:>6} ms x {BUFFER_MS // period:<2}      "
                      + "".join(f"{sec.grid[(r, period)]:>10.2f} %" for r in RATES))
     lines.append("  uplink frame         " + "".join(f"{ms:>9} ms" for ms in FRAMES_MS))
-    lines.append("  (24 kHz, 20 ms x 10) " + "".join(f"{sec.frames[ms]:>10.2f} %" for ms in FRAMES_MS))
+    lines.append("  (24 kHz, 40 ms x 5)  " + "".join(f"{sec.frames[ms]:>10.2f} %" for ms in FRAMES_MS))
     return lines
