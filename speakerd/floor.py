@@ -75,8 +75,10 @@ class Floor:
 
     def go(self, state: State) -> None:
         """Set the state, and the mic follows whatever changed: the state or only the flags."""
-        self.set_state(state)
-        self.apply_audio()
+        if state is self.state:
+            self.apply_audio()
+        else:
+            self.set_state(state)  # which applies the audio first
 
     def show(self, state: State) -> None:
         self._leds.show(state)

@@ -127,11 +127,10 @@ class LinkKeeper:
         if delay is None:
             log.warning("giving up reconnecting after %.0f s: %s", self._reconnect.window, reason)
             floor.conversation = False
-            floor.set_state(State.IDLE)
+            floor.go(State.IDLE)
         else:
             log.info("reconnecting in %.1f s", delay)
-            floor.set_state(State.OFFLINE)
-        floor.apply_audio()
+            floor.go(State.OFFLINE)
 
     def idle_close_at(self) -> float | None:
         """When inactivity closes the socket: idle, or listening with nobody holding the button
@@ -158,6 +157,5 @@ class LinkKeeper:
         floor.handing_over = False
         self._reconnect.cancel()
         self.hang_up()
-        floor.set_state(State.ERROR)
+        floor.go(State.ERROR)
         floor.deadline = self._clock() + ERROR_HOLD
-        floor.apply_audio()

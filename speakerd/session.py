@@ -221,14 +221,13 @@ class Session:
         self._floor.heard = False
         self.router.record_turn(True)
         if self.connected:
-            self._floor.set_state(State.LISTENING)
-        else:
-            if self._link.link is None:
-                self._reconnect.cancel()  # this press connects now: no scheduled attempt needed
-                if not self._keeper.open():
-                    return
-            self._floor.set_state(State.CONNECTING)
-        self._floor.apply_audio()
+            self._floor.go(State.LISTENING)
+            return
+        if self._link.link is None:
+            self._reconnect.cancel()  # this press connects now: no scheduled attempt needed
+            if not self._keeper.open():
+                return
+        self._floor.go(State.CONNECTING)
 
     def _on_release(self, t: float) -> None:
         if self.cfg.button.mode != "hold" or not self._floor.held:
