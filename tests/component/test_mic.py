@@ -7,6 +7,7 @@ import itertools
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -25,15 +26,17 @@ SILENCE = FMT.silence()
 
 
 class FrameRecorder:
-    """Records what the mic sends, and lets a test wait for a number of frames."""
+    """Records what the mic sends (and when), and lets a test wait for a number of frames."""
 
     def __init__(self) -> None:
         self.frames: list[bytes] = []
+        self.times: list[float] = []  # time.monotonic() as each frame arrived
         self._cond = threading.Condition()  # send() runs in the mic thread; the test waits here
 
     def uplink(self, pcm: bytes) -> None:
         with self._cond:
             self.frames.append(pcm)
+            self.times.append(time.monotonic())
             self._cond.notify_all()
 
     def wait_for(self, predicate: Callable[[list[bytes]], bool], timeout: float = WAIT) -> None:
@@ -44,6 +47,10 @@ class FrameRecorder:
     def snapshot(self) -> list[bytes]:
         with self._cond:
             return list(self.frames)
+
+    def arrivals(self) -> list[float]:
+        with self._cond:
+            return list(self.times)
 
 
 def stop_mic(mic: Mic, sources: list[SteeredSource]) -> None:
@@ -437,7 +444,7 @@ class TurnEnds:
     """The mic's answers to turn ends, with what the sink had been given by each answer."""
 
     def __init__(self, up: FrameRecorder) -> None:
-        self._up = up
+        self.up = up  # the mic's sink
         self.mic: Mic | None = None  # set once the mic it listens to is built
         self.answers: list[tuple[int, list[bytes], int]] = []  # number, frames sent, periods read
         self.answered = threading.Event()
@@ -445,25 +452,32 @@ class TurnEnds:
     def __call__(self, number: int, t: float) -> None:
         # On the mic thread: the snapshot is what the sink holds at the moment of the answer.
         assert self.mic is not None
-        self.answers.append((number, self._up.snapshot(), self.mic.frames_read))
+        self.answers.append((number, self.up.snapshot(), self.mic.frames_read))
         self.answered.set()
+
+
+def streaming_with_turn_ends(alsa_files: AlsaFiles, sources: list[SteeredSource],
+                             holds: dict[int, Hold]) -> tuple[list[bytes], TurnEnds, Mic]:
+    """A mic streaming 30 periods of ramp in frames of four, gate open, its turn-end answers
+    recorded; started."""
+    frames = frames_of(ramp(320 * 30))
+    alsa_files.set_mic(b"".join(frames), pad_seconds=0)
+    ends = TurnEnds(FrameRecorder())
+    mic = Mic(opener(alsa_files, sources, 30, holds=holds), FMT, ends.up, frame_periods=4,
+              on_turn_end=ends)
+    ends.mic = mic
+    mic.set_gate(True)
+    mic.set_uplink(UplinkMode.STREAM)
+    mic.start()
+    return frames, ends, mic
 
 
 def test_a_turn_end_is_answered_once_the_words_before_it_are_sent(
         alsa_files: AlsaFiles, sources: list[SteeredSource]) -> None:
     """At a release the mic is asked for the turn's end: it answers once, after the sink has the
     frame holding the last live period, sent short."""
-    frames = frames_of(ramp(320 * 30))
-    alsa_files.set_mic(b"".join(frames), pad_seconds=0)
-    up = FrameRecorder()
-    ends = TurnEnds(up)
     release, done = Hold(), Hold()
-    mic = Mic(opener(alsa_files, sources, 30, holds={10: release, 30: done}), FMT, up,
-              frame_periods=4, on_turn_end=ends)
-    ends.mic = mic
-    mic.set_gate(True)
-    mic.set_uplink(UplinkMode.STREAM)
-    mic.start()
+    frames, ends, mic = streaming_with_turn_ends(alsa_files, sources, {10: release, 30: done})
     try:
         release.wait()  # periods 0..9 read; the thread waits for period 10
         mic.set_gate(False)
@@ -483,17 +497,8 @@ def test_with_the_gate_left_open_a_turn_end_still_flushes_and_answers(
         alsa_files: AlsaFiles, sources: list[SteeredSource]) -> None:
     """Full duplex keeps the gate open after a release: the answer still comes, with every
     period read so far already at the sink (the frame in progress sent short)."""
-    frames = frames_of(ramp(320 * 30))
-    alsa_files.set_mic(b"".join(frames), pad_seconds=0)
-    up = FrameRecorder()
-    ends = TurnEnds(up)
     release = Hold()
-    mic = Mic(opener(alsa_files, sources, 30, holds={10: release}), FMT, up,
-              frame_periods=4, on_turn_end=ends)
-    ends.mic = mic
-    mic.set_gate(True)
-    mic.set_uplink(UplinkMode.STREAM)
-    mic.start()
+    frames, ends, mic = streaming_with_turn_ends(alsa_files, sources, {10: release})
     try:
         release.wait()
         assert mic.ask_turn_end() == 1

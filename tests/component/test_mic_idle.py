@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
@@ -11,6 +10,7 @@ from speakerd.audio import AudioFormat, open_source
 from speakerd.emulator.sound import PulseServer
 from speakerd.mic import SILENCE_SETTLE, Mic
 from speakerd.uplink import UplinkMode
+from tests.component.test_mic import FrameRecorder
 from tests.support.alsa import load_wav, wait_until
 
 pytestmark = pytest.mark.realtime
@@ -20,15 +20,8 @@ def test_idle_mic_stops_capturing_and_a_press_restarts_it(pulse_audio: PulseServ
     """No socket and a shut gate: no reads while the sound server's clock runs on; a press resumes capture."""
     cfg = pulse_audio.input_config()
     fmt = AudioFormat.from_input(cfg)
-    sent: list[tuple[float, bytes]] = []
-    lock = threading.Lock()
-
-    class Sent:
-        def uplink(self, frame: bytes) -> None:
-            with lock:
-                sent.append((time.monotonic(), frame))
-
-    mic = Mic(lambda: open_source(cfg), fmt, Sent())
+    up = FrameRecorder()
+    mic = Mic(lambda: open_source(cfg), fmt, up)
     clock = pulse_audio.record_speaker()  # the null sink renders at real time: a clock to wait on
     mic.start()
     try:
@@ -41,10 +34,10 @@ def test_idle_mic_stops_capturing_and_a_press_restarts_it(pulse_audio: PulseServ
         t_press = time.monotonic()
         mic.set_gate(True)
         mic.set_uplink(UplinkMode.STREAM)
-        assert wait_until(lambda: len(sent) >= 25, 10)
+        up.wait_for(lambda f: len(f) >= 25, 10)
         # How soon the first frame follows the press is a figure for the bench
         # (scripts/bench: "idle mic: press → first frame"), not a bound to assert here.
-        print(f"first frame {(sent[0][0] - t_press) * 1000:.0f} ms after the press")
+        print(f"first frame {(up.times[0] - t_press) * 1000:.0f} ms after the press")
         mic.set_gate(False)
         mic.set_uplink(UplinkMode.OFF)
         assert wait_until(lambda: mic.pauses == 2, 10)
@@ -59,30 +52,21 @@ def test_connected_with_a_shut_gate_sends_clock_paced_silence_without_reading(
     the gate resumes capture so the microphone goes up again."""
     cfg = pulse_audio.input_config()
     fmt = AudioFormat.from_input(cfg)
-    sent: list[bytes] = []
-    lock = threading.Lock()
-
-    class Sent:
-        def uplink(self, frame: bytes) -> None:
-            with lock:
-                sent.append(frame)
-
-    mic = Mic(lambda: open_source(cfg), fmt, Sent(), frame_periods=4)
+    up = FrameRecorder()
+    mic = Mic(lambda: open_source(cfg), fmt, up, frame_periods=4)
     mic.set_uplink(UplinkMode.STREAM)
     mic.start()
     try:
         assert wait_until(lambda: mic.pauses == 1, 10)
         reads = mic.frames_read
-        assert wait_until(lambda: len(sent) >= 6, 10)
-        with lock:
-            assert set(sent) == {fmt.silence() * 4}
+        up.wait_for(lambda f: len(f) >= 6, 10)
+        assert set(up.snapshot()) == {fmt.silence() * 4}
         assert mic.frames_read == reads  # silence by the clock, not by reading the device
         proc = pulse_audio.play_into_mic(load_wav("hello"))
         mic.set_gate(True)
         assert wait_until(lambda: not proc.alive(), 10)
         assert wait_until(lambda: mic.frames_read >= reads + 20, 10)
-        with lock:
-            assert any(frame.strip(b"\0") for frame in sent)  # the microphone went up
+        assert any(frame.strip(b"\0") for frame in up.snapshot())  # the microphone went up
     finally:
         mic.stop()
 
@@ -91,27 +75,20 @@ def test_paced_silence_goes_up_a_few_frames_at_a_wake(pulse_audio: PulseServer) 
     """With the gate shut, silence leaves frame by frame for SILENCE_SETTLE, then 3 frames a wake-up."""
     cfg = pulse_audio.input_config()
     fmt = AudioFormat.from_input(cfg)
-    times: list[float] = []
-    lock = threading.Lock()
-
-    class Sent:
-        def uplink(self, frame: bytes) -> None:
-            with lock:
-                times.append(time.monotonic())
-
+    up = FrameRecorder()
     periods = round(0.08 / fmt.period_seconds)
-    mic = Mic(lambda: open_source(cfg), fmt, Sent(), frame_periods=periods)
+    mic = Mic(lambda: open_source(cfg), fmt, up, frame_periods=periods)
     mic.set_uplink(UplinkMode.STREAM)
     mic.start()
     try:
         assert wait_until(lambda: mic.pauses == 1, 10)
         paused = time.monotonic()
-        assert wait_until(lambda: len(times) >= 40, 10)
+        up.wait_for(lambda f: len(f) >= 40, 10)
     finally:
         mic.stop()
-    with lock:
-        first = [t for t in times if t < paused + SILENCE_SETTLE - 0.2]
-        later = [t for t in times if t > paused + SILENCE_SETTLE + 0.5]
+    times = up.arrivals()
+    first = [t for t in times if t < paused + SILENCE_SETTLE - 0.2]
+    later = [t for t in times if t > paused + SILENCE_SETTLE + 0.5]
 
     def together(ts: list[float]) -> int:
         # Frames of one batch leave in one go (microseconds apart); a frame a wake is ~80 ms.
