@@ -32,7 +32,7 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin  # noqa: E402
 
 from speakerd import protocol  # noqa: E402
 from speakerd.audio import AudioFormat, open_sink, open_source  # noqa: E402
-from speakerd.config import Config, parse_config  # noqa: E402
+from speakerd.config import AudioOutputConfig, Config, parse_config  # noqa: E402
 from speakerd.daemon import Daemon, Hooks  # noqa: E402
 from speakerd.emulator import Emulator, EmulatorOptions  # noqa: E402
 from speakerd.emulator.sound import PulseServer, read_wav, wait_until  # noqa: E402
@@ -611,7 +611,8 @@ def main() -> int:
             emu.stop()
             pa.stop()
     align = ("monitor aligned per trial: reply onset = PlaybackStarted (error: the first period's "
-             "write→sink latency, figures early by up to a device period, 40 ms; parecord 3 ms)")
+             f"write→sink latency, figures early by up to a device period, "
+             f"{AudioOutputConfig().period_ms} ms; parecord 3 ms)")
     for name, res, how in (("barge-in, button edge", b, "trigger = pin edge (drive_low)"),
                            ("barge-in, UserStartedSpeaking", f, "trigger = agent-rx receipt")):
         lat, late = res["lat"], res["late"]

@@ -21,6 +21,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from speakerd.config import AudioOutputConfig  # noqa: E402
 
 
 def now() -> float:
@@ -336,9 +340,10 @@ def _wait(pred: Any, timeout: float = 15.0) -> bool:
 # --- the section of the bench's table ----------------------------------------------------------
 
 RATES = (16000, 24000, 48000)
-PERIODS_MS = (10, 20, 40)
+PERIODS_MS = (10, 20, 40, 80)
 FRAMES_MS = (20, 40, 80)
-BUFFER_MS = 200  # the grid keeps the playback buffer at the default's length while the period varies
+_OUT = AudioOutputConfig()
+BUFFER_MS = _OUT.period_ms * _OUT.periods  # the grid keeps the default buffer's length
 # A ReSpeaker 4-Mic-sized ring of pixels: its animation thread pulses while the reply plays.
 RING = {"kind": "apa102", "pixels": 12, "spi_device": 1, "global_brightness": 8}
 
@@ -423,5 +428,6 @@ def grid_table(sec: Section) -> list[str]:
         lines.append(f"  {period:>6} ms x {BUFFER_MS // period:<2}      "
                      + "".join(f"{sec.grid[(r, period)]:>10.2f} %" for r in RATES))
     lines.append("  uplink frame         " + "".join(f"{ms:>9} ms" for ms in FRAMES_MS))
-    lines.append("  (24 kHz, 40 ms x 5)  " + "".join(f"{sec.frames[ms]:>10.2f} %" for ms in FRAMES_MS))
+    lines.append(f"  (24 kHz, {_OUT.period_ms} ms x {_OUT.periods})  "
+                 + "".join(f"{sec.frames[ms]:>10.2f} %" for ms in FRAMES_MS))
     return lines

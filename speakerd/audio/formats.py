@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from ..config import AudioInputConfig, AudioOutputConfig
 
 # The speaker writes reply audio in whole units of at most this long, whatever the device's
-# period: a 100 ms chunk into 40 ms periods would otherwise leave 20 ms waiting for the next
+# period: a 100 ms chunk into 80 ms periods would otherwise leave 60 ms waiting for the next
 # chunk, or padded with silence when it is late. The device's period only sets how often the
 # device (and a sound server's thread in our process) wakes up; the writes are per chunk.
 WRITE_UNIT_MS = 20
