@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .audio import AudioFormat, QueueFull
+from .doorbell import Doorbell
 
 AUDIO, END, CHIME = "audio", "end", "chime"
 # Reply audio queued ahead of playback, in seconds of sound. The agent sends faster than real
@@ -26,8 +27,10 @@ class Item:
 class ReplyQueue:
     """Owns what waits for the playback thread, shared with the callers (session, socket thread).
 
-    Everything here is guarded by `cond`. Callers only append and set flags, then notify, so
-    the playback thread, which waits on the same condition, wakes without polling.
+    Everything here is guarded by the lock. Callers only append and set flags, then ring the
+    playback thread's doorbell once the lock is released (the last thing they do), so it wakes
+    without polling, and without waiting for the lock. It looks at the queue, waits for a ring,
+    and looks again.
     """
 
     def __init__(self, fmt: AudioFormat, *, late_audio_timeout: float, clock: Callable[[], float],
@@ -36,7 +39,8 @@ class ReplyQueue:
         self._late_timeout = late_audio_timeout
         self._clock = clock
         self._stop = stopping  # the playback thread's; a wait here ends when it is set
-        self.cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._bell = Doorbell()
         self.items: collections.deque[Item] = collections.deque()
         self._queued = 0           # bytes of reply audio in items
         self._max_queued = int(MAX_QUEUED_SECONDS * fmt.rate) * fmt.frame_bytes
@@ -52,14 +56,14 @@ class ReplyQueue:
     # --- the callers -----------------------------------------------------------------------
 
     def begin_reply(self) -> int:
-        with self.cond:
+        with self._lock:
             self._reply += 1
             self._reply_open = True
             self._discarding = False
             return self._reply
 
     def play(self, pcm: bytes) -> bool:
-        with self.cond:
+        with self._lock:
             if self._discarding:
                 now = self._clock()
                 if now < self._late_deadline:
@@ -77,22 +81,23 @@ class ReplyQueue:
                 self.items.append(Item(AUDIO, self._reply, bytes(pcm)))
                 self._queued += len(pcm)
                 self.queued_peak = max(self.queued_peak, self._queued)
-                self.cond.notify()
-            return True
+        if pcm:
+            self._bell.ring()
+        return True
 
     def queued_seconds(self) -> float:
-        with self.cond:
+        with self._lock:
             return self._queued / (self._fmt.rate * self._fmt.frame_bytes)
 
     def end_reply(self) -> None:
-        with self.cond:
+        with self._lock:
             if self._reply_open and not self._discarding:
                 self.items.append(Item(END, self._reply, b""))
                 self._reply_open = False
-                self.cond.notify()
+        self._bell.ring()
 
     def interrupt(self) -> None:
-        with self.cond:
+        with self._lock:
             now = self._clock()
             request = self.interrupt_request
             t_request = request[0] if request is not None else now
@@ -100,29 +105,30 @@ class ReplyQueue:
             self._discarding = True
             self._late_deadline = now + self._late_timeout
             self._reply_open = False
-            self.cond.notify()
+        self._bell.ring()
 
     def chime(self, data: bytes) -> None:
-        with self.cond:
+        with self._lock:
             self.items.append(Item(CHIME, 0, data))
-            self.cond.notify()
+        self._bell.ring()
 
     def has_audio(self) -> bool:
         """Reply audio is queued."""
-        with self.cond:
+        with self._lock:
             return any(item.kind == AUDIO for item in self.items)
 
     def wake_all(self) -> None:
-        with self.cond:
-            self.cond.notify_all()
+        self._bell.ring()
 
     # --- the playback thread ---------------------------------------------------------------
 
     def take(self, timeout: float) -> tuple[tuple[float, int] | None, Item | None]:
         """Wait up to `timeout` for work; then (the interrupt claimed, else the next item)."""
-        with self.cond:
-            if self.interrupt_request is None and not self.items and not self._stop.is_set():
-                self.cond.wait(timeout)
+        with self._lock:
+            idle = self.interrupt_request is None and not self.items
+        if idle and not self._stop.is_set():
+            self._bell.wait(timeout)
+        with self._lock:
             interrupt = self._take_interrupt()
             item = self.items.popleft() if interrupt is None and self.items else None
             if item is not None and item.kind == AUDIO:
@@ -132,10 +138,12 @@ class ReplyQueue:
     def take_all(self, deadline: float, most: float) -> tuple[tuple[float, int] | None, list[Item]]:
         """With no device: wait for work until `deadline` (`most` seconds at most), then claim
         the interrupt and everything queued."""
-        with self.cond:
-            if not self.items and self.interrupt_request is None:
-                # Woken by any command or by stop(); the deadline is the next reopen attempt.
-                self.cond.wait(max(0.0, min(deadline - self._clock(), most)))
+        with self._lock:
+            idle = not self.items and self.interrupt_request is None
+        if idle:
+            # Woken by any command or by stop(); the deadline is the next reopen attempt.
+            self._bell.wait(max(0.0, min(deadline - self._clock(), most)))
+        with self._lock:
             interrupt = self._take_interrupt()
             items = list(self.items)
             self.items.clear()
@@ -144,22 +152,21 @@ class ReplyQueue:
 
     def nap(self, seconds: float) -> bool:
         """Sleep up to `seconds` unless an interrupt or stop() is pending; False if one is."""
-        with self.cond:
-            if self.interrupt_request is not None or self._stop.is_set():
-                return False
-            self.cond.wait(seconds)
+        if self.interrupt_request is not None or self._stop.is_set():
+            return False
+        self._bell.wait(seconds)
         return True
 
     def reply_over(self, reply: int) -> None:
         """`reply` stopped sounding: unless more of it waits, the next play() starts a new one."""
-        with self.cond:
+        with self._lock:
             if self._reply == reply and not any(i.reply == reply for i in self.items):
                 self._reply_open = False
 
     def refuse_rest(self, reply: int) -> None:
         """The device was lost playing `reply`: the rest would start mid-sentence on the new
         device, so it is dropped and refused like late audio after an interrupt."""
-        with self.cond:
+        with self._lock:
             self.items = collections.deque(i for i in self.items if i.kind == CHIME or i.reply > reply)
             self._recount()
             if self._reply == reply:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import websocket
 
 from .. import protocol
+from ..doorbell import Doorbell
 from ..events import AgentConnected, AgentDisconnected, AgentEventReceived
 from ..textsafe import shown
 from .frames import FrameRefused, close_code, read_message
@@ -58,8 +59,11 @@ class AgentLink:
         self._clock = clock
         # The outbox decouples the mic thread (which must never block) from the network: audio
         # in a bounded deque that drops its oldest frame, control messages in a deque of their
-        # own that never drops one. The condition wakes the tx thread for either, or a close.
-        self._cond = threading.Condition()
+        # own that never drops one, both under the lock. The doorbell wakes the tx thread for
+        # either, or a close: rung after the lock is released, the last thing a sender does, so
+        # the woken thread does not wait for the lock before it sends.
+        self._lock = threading.Lock()
+        self._bell = Doorbell()
         # The audio deque also carries the few JSON messages that must follow the audio already
         # queued (ForceEndTurn): the control deque goes first, so it would overtake the words.
         self._audio: collections.deque[bytes | str] = collections.deque()
@@ -88,7 +92,7 @@ class AgentLink:
         """Queue one audio frame; never blocks (drops the oldest frame when the network stalls)."""
         if self._closing.is_set():
             return
-        with self._cond:
+        with self._lock:
             if self._audio_frames >= OUTBOX_FRAMES:
                 self._drop_oldest_frame()
                 self._dropped_frames += 1
@@ -97,7 +101,7 @@ class AgentLink:
                                 self._dropped_frames)
             self._audio.append(pcm)
             self._audio_frames += 1
-            self._cond.notify()
+        self._bell.ring()
 
     def _drop_oldest_frame(self) -> None:
         """The oldest audio frame goes (the caller holds the lock); an ordered message never."""
@@ -118,33 +122,30 @@ class AgentLink:
         """
         if self._closing.is_set():
             return
-        with self._cond:
-            if len(self._control) + len(self._audio) - self._audio_frames >= MAX_CONTROL_QUEUED:
-                full = True
-            else:
-                full = False
+        with self._lock:
+            full = len(self._control) + len(self._audio) - self._audio_frames >= MAX_CONTROL_QUEUED
+            if not full:
                 if after_audio and self._audio:
                     self._audio.append(text)
                 else:
                     self._control.append(text)
-                self._cond.notify()
+        self._bell.ring()
         if full:
             self.fail(f"the agent stopped reading: {MAX_CONTROL_QUEUED} messages unsent")
 
     def fail(self, reason: str) -> None:
         """Drop the link for a reason (a limit the peer went past); it reconnects as after a drop."""
-        with self._cond:
+        with self._lock:
             if not self._failure:
                 self._failure = reason
-            self._cond.notify()
         self._closing.set()
+        self._bell.ring()
         self._report_down(reason)
 
     def close(self) -> None:
         """Close the socket (idempotent); AgentDisconnected(requested=True) follows."""
         self._closing.set()
-        with self._cond:
-            self._cond.notify()
+        self._bell.ring()
         ws = self._ws
         if ws is not None and self._sending:
             # A send in progress at close time is one the peer does not take (a healthy peer
@@ -202,11 +203,15 @@ class AgentLink:
 
     def _next(self, wait: float) -> str | bytes | None:
         """The next message to send (control first), or None when `wait` passed or closing."""
-        with self._cond:
-            if not (self._control or self._audio or self._closing.is_set()):
-                self._cond.wait(wait)
-            if self._closing.is_set():
-                return None
+        item = self._pop()
+        if item is None and not self._closing.is_set():
+            # A ring from before the look above (for what it popped) returns at once: one more look.
+            self._bell.wait(wait)
+            item = self._pop()
+        return None if self._closing.is_set() else item
+
+    def _pop(self) -> str | bytes | None:
+        with self._lock:
             if self._control:
                 return self._control.popleft()
             if self._audio:
@@ -304,8 +309,7 @@ class AgentLink:
     def _lost(self, reason: str) -> None:
         """The read side saw the end: wake the tx thread; the first to notice reports it."""
         self._closing.set()
-        with self._cond:
-            self._cond.notify()
+        self._bell.ring()
         self._report_down(reason)
 
     def _report_down(self, reason: str, *, status: int | None = None, requested: bool = False) -> None:

@@ -146,6 +146,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "events": {"config", "protocol"},
     "backoff": set(),
     "worker": set(),
+    "doorbell": set(),
     "boards": set(),  # data files and the words that spot them: nothing of ours
     # A board profile is merged before validation; at check time only (imported inside the
     # rule) the argument checker and a trial encode of the settings.
@@ -156,12 +157,12 @@ MAY_IMPORT: dict[str, set[str]] = {
     "uplink": {"events"},
     "device": {"audio", "backoff"},  # the open, lost, reopened device both audio threads hold
     "framing": {"audio", "uplink"},
-    "mic": {"audio", "device", "framing", "uplink", "worker"},
-    "replies": {"audio"},
+    "mic": {"audio", "device", "doorbell", "framing", "uplink", "worker"},
+    "replies": {"audio", "doorbell"},
     "room": {"audio"},
     "speaker": {"audio", "chimes", "config", "device", "events", "replies", "room", "worker"},
     "router": {"audio", "protocol"},  # audio: the speaker's QueueFull
-    "agent": {"events", "protocol", "textsafe"},
+    "agent": {"doorbell", "events", "protocol", "textsafe"},
     "turns": {"protocol"},
     "reconnect": {"backoff", "config"},
     "connection": {"config", "events", "protocol", "reconnect", "router", "textsafe"},
