@@ -10,6 +10,7 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from speakerd.events import State
+from tests.support.daemon import WAIT, wait_until
 from tests.support.pins import PixelRecorder
 
 pytestmark = pytest.mark.realtime
@@ -55,6 +56,10 @@ def test_the_hat_s_pixels_follow_a_conversation(make_rig: Any, spi_pins: MockFac
         assert rig.state_names() == [State.IDLE, State.CONNECTING, State.LISTENING, State.THINKING,
                                      State.SPEAKING, State.IDLE]
         assert rig.led_history()[-6:] == rig.state_names()
+        # The animation thread writes the dark frame after the state is idle, over bit-banged
+        # SPI on mock pins (milliseconds of pin changes): wait for it rather than race it.
+        assert wait_until(lambda: bool(recorder.payloads())
+                          and look(recorder.payloads()[-1]) is State.IDLE, timeout=WAIT)
         frames = recorder.payloads()
     finally:
         recorder.close()
