@@ -21,10 +21,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from speakerd.config import AudioOutputConfig  # noqa: E402
+from speakerd.config import AudioOutputConfig  # noqa: E402 - bench.py puts ROOT on the path
 
 
 def now() -> float:

@@ -91,10 +91,12 @@ class ReplyQueue:
 
     def end_reply(self) -> None:
         with self._lock:
-            if self._reply_open and not self._discarding:
+            ended = self._reply_open and not self._discarding
+            if ended:
                 self.items.append(Item(END, self._reply, b""))
                 self._reply_open = False
-        self._bell.ring()
+        if ended:
+            self._bell.ring()
 
     def interrupt(self) -> None:
         with self._lock:

@@ -249,9 +249,8 @@ class Speaker:
         if an interrupt arrives; returns bytes written (without padding).
 
         pad: silence is added up to the end of a device period (else a partial step is left
-        unwritten). For
-        reply audio, each write is counted as it is done (a later one can raise) and the
-        first one emits PlaybackStarted.
+        unwritten). For reply audio, each write is counted as it is done (a later one can
+        raise) and the first one emits PlaybackStarted.
         """
         total = len(data)
         # The stream's length so far: what was written since the device last stopped.

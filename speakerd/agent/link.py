@@ -129,9 +129,10 @@ class AgentLink:
                     self._audio.append(text)
                 else:
                     self._control.append(text)
-        self._bell.ring()
-        if full:
+        if full:  # fail() rings
             self.fail(f"the agent stopped reading: {MAX_CONTROL_QUEUED} messages unsent")
+        else:
+            self._bell.ring()
 
     def fail(self, reason: str) -> None:
         """Drop the link for a reason (a limit the peer went past); it reconnects as after a drop."""
