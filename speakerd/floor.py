@@ -43,6 +43,7 @@ class Floor:
         self.last_activity = clock()
         self.gate_live: bool | None = None  # what the mic was last told (only changes are sent)
         self._uplink: UplinkMode | None = None
+        self._batched = False  # whether the mic batches live frames, as it was last told
 
     @property
     def connected(self) -> bool:
@@ -106,3 +107,6 @@ class Floor:
         if policy.mode != self._uplink:
             self._uplink = policy.mode
             self._mic.set_uplink(policy.mode)
+        if policy.batched != self._batched:
+            self._batched = policy.batched
+            self._mic.set_batched(policy.batched)

@@ -48,6 +48,7 @@ class UplinkFrames:
         self._frame = bytearray(self._frame_bytes)
         self._frame_len = 0
         self._frame_live = False  # its last period is the microphone's (not silence)
+        self._batch = 1  # frames per hand-over while the gate is open (see periods_due)
         # Frames ready for the sink, in order (mic thread only; see send()).
         self._outgoing: collections.deque[bytes] = collections.deque()
         self._overflow = Throttle(5.0, clock)
@@ -115,12 +116,18 @@ class UplinkFrames:
         with self._lock:
             return self._mode is not UplinkMode.OFF and not self.gate
 
+    def set_batch(self, frames: int) -> None:
+        with self._lock:
+            self._batch = max(1, frames)
+
     def periods_due(self) -> int:
-        """Periods to read before the next frame leaves (one when it should leave at once)."""
+        """Periods to read before the next frames leave: the frame being assembled and, while the
+        gate is open, the rest of its batch (one period when a frame should leave at once)."""
         with self._lock:
             if self._mode is UplinkMode.STREAM and (self.buffer or (self._first_pending and self.gate)):
                 return 1
-            left = self._frame_bytes - self._frame_len
+            batch = self._batch if self.gate and self._mode is UplinkMode.STREAM else 1
+            left = self._frame_bytes * batch - self._frame_len
         return max(1, -(-left // self._fmt.period_bytes))
 
     def handle(self, raw: bytes, gate: bool | None = None) -> None:

@@ -30,6 +30,13 @@ SILENCE_PACE = 0.24
 # ... but only once the gate has been shut this long: a server that ends the turn on counted
 # silence (Nova's end of speech) must count the first second after a release frame by frame.
 SILENCE_SETTLE = 1.5
+# Live frames go up this much at a time while batched (the agent speaking in full duplex, where
+# the microphone is up only for the user to interrupt by voice): two 80 ms frames, the chunk
+# Deepgram advises for Flux, every 160 ms, so the mic and the socket's thread wake half as often
+# for the longest stretch of a full-duplex conversation. The server hears an interruption's
+# first words up to one frame later (40 ms on average at 80 ms frames); frames of 160 ms or
+# more are not batched.
+BATCH_PACE = 0.16
 
 
 def _available(source: Source) -> int | None:
@@ -110,6 +117,13 @@ class Mic:
         # After the change, not before: a mic thread going idle re-checks the state once woken.
         self._wake.ring()
 
+    def set_batched(self, batched: bool) -> None:
+        """True: live frames go up BATCH_PACE at a time; False: each as soon as it is full."""
+        frame = self._fmt.period_seconds * self._frame_periods
+        self._frames.set_batch(max(1, int(BATCH_PACE / frame + 1e-9)) if batched else 1)
+        # A shorter batch is due sooner: a sleeping thread looks again at once.
+        self._wake.ring()
+
     def level(self) -> tuple[float, float]:
         """(rms, peak) of the last half second of raw capture, each 0..1."""
         frames = list(self._recent)  # a snapshot; the deque is appended to by the mic thread
@@ -180,7 +194,8 @@ class Mic:
                 need = min(need, (after or 0) // period)
             gate = self._gate_seen
         for _ in range(need):
-            self._send()
+            if avail is None:
+                self._send()  # this read may block; after a wait for the whole batch it cannot
             raw = source.read()
             self.frames_read += 1
             self._recent.append(raw)

@@ -18,9 +18,11 @@ class UplinkMode(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Uplink:
-    """The mic gate (True: the microphone; False: silence of the same cadence) and the mode."""
+    """The mic gate (True: the microphone; False: silence of the same cadence), the mode, and
+    whether live frames may wait for each other (see Mic.set_batched)."""
     live: bool
     mode: UplinkMode
+    batched: bool = False
 
 
 def uplink_policy(*, hold: bool, full_duplex: bool, state: State, held: bool, conversation: bool,
@@ -33,7 +35,8 @@ def uplink_policy(*, hold: bool, full_duplex: bool, state: State, held: bool, co
 
     Half duplex never sends the microphone while the agent's voice plays (state speaking), so
     the agent cannot hear itself; full duplex relies on the device's echo cancellation and keeps
-    the microphone up so the user can interrupt by voice.
+    the microphone up so the user can interrupt by voice. Only then are live frames batched:
+    the user's own turn, and an interruption once the server heard it, go up frame by frame.
     """
     speaking = state is State.SPEAKING
     if hold:
@@ -48,4 +51,4 @@ def uplink_policy(*, hold: bool, full_duplex: bool, state: State, held: bool, co
         mode = UplinkMode.BUFFER
     else:
         mode = UplinkMode.OFF
-    return Uplink(live, mode)
+    return Uplink(live, mode, batched=live and speaking)

@@ -217,6 +217,61 @@ def test_capture_in_frames_of_four_periods_matches_fixture(pulse_audio: PulseSer
     assert mic.xruns == 0
 
 
+class HandOverLog(FrameRecorder):
+    """Records, with each frame, how many periods the capture source had returned when the mic
+    thread handed the frame over: frames handed over together share that count."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.source: ReadLog | None = None
+        self.reads_at: list[int] = []
+
+    def uplink(self, pcm: bytes) -> None:
+        assert self.source is not None
+        self.reads_at.append(len(self.source.periods))
+        super().uplink(pcm)
+
+    def groups(self, start: int, end: int) -> list[int]:
+        """Sizes of the hand-overs among frames start..end-1, in order."""
+        with self._cond:
+            counts = self.reads_at[start:end]
+        return [len(list(group)) for _, group in itertools.groupby(counts)]
+
+
+def test_a_batch_hands_frames_over_two_at_a_time_then_one(pulse_audio: PulseServer) -> None:
+    """Batched (the agent speaking in full duplex), 80 ms frames leave in pairs, whole and in
+    the device's order; back to a batch of one (a barge-in heard), each leaves as it fills."""
+    up = HandOverLog()
+
+    def open_logged() -> ReadLog:
+        up.source = ReadLog(open_source(pulse_audio.input_config()))
+        return up.source
+
+    mic = Mic(open_logged, FMT, up, frame_periods=4)
+    mic.set_gate(True)
+    mic.set_uplink(UplinkMode.STREAM)
+    mic.set_batched(True)
+    mic.start()
+    try:
+        up.wait_for(lambda f: len(f) >= 13)
+        mic.set_batched(False)
+        n1 = len(up.snapshot())
+        up.wait_for(lambda f: len(f) >= n1 + 10)
+        frames = up.snapshot()
+    finally:
+        mic.stop()
+    # Frame 0 leaves at once (a turn's first byte does not wait for its frame); from the next
+    # hand-over on, two frames at a time until the batch changed, then one at a time. Around
+    # the change, a hand-over may be of one or two.
+    batched = up.groups(1, 13)
+    assert batched[:-1] and set(batched[:-1]) == {2}, batched
+    assert set(up.groups(n1 + 1, n1 + 10)) == {1}, up.groups(n1 + 1, n1 + 10)
+    assert {len(f) for f in frames[1:]} == {4 * PERIOD}
+    assert up.source is not None
+    sent = b"".join(frames)
+    assert b"".join(up.source.periods)[:len(sent)] == sent
+
+
 def test_sound_server_crash_is_survived(own_pulse_server: PulseServer) -> None:
     """When the sound server dies mid-reply, mic and speaker report it, keep the uplink fed,
     and come back when it returns."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -98,6 +99,35 @@ def test_user_started_speaking_in_full_duplex_stops_playback(make_rig: Any) -> N
     n = len(rig.states)
     rig.wait_state(State.IDLE, after=n)
     rig.assert_parrot_heard(load_wav("weather.wav"), rec.stop())
+
+
+def test_full_duplex_batches_the_mic_only_while_the_agent_speaks(make_rig: Any) -> None:
+    """Full duplex: while the agent speaks, whole 80 ms frames reach the server two at a time;
+    while the user speaks, one at a time."""
+    rig = make_rig(audio={"duplex": "full"})
+    rig.emulator.options.reply_seconds = 4.0
+    rig.press()
+    t_listen = rig.wait_state(State.LISTENING)
+    rig.speak("hello.wav")
+    t_spoken = time.monotonic()
+    rig.release()
+    t_speak = rig.wait_state(State.SPEAKING)
+    n = len(rig.states)
+    t_done = rig.wait_state(State.IDLE, after=n)
+    frames = [f for f in rig.emulator.sessions[-1].frames if f.kind == "binary"]
+
+    def gaps(start: float, end: float) -> list[float]:
+        times = [f.t for f in frames if start <= f.t <= end]
+        return [b - a for a, b in zip(times, times[1:])]
+
+    # Hand-overs two at a time arrive microseconds apart; one at a time, a frame's length apart
+    # (a busy machine can bunch a few: hence shares, not every gap).
+    speaking, listening = gaps(t_speak + 0.3, t_done - 0.3), gaps(t_listen + 0.3, t_spoken)
+    together = sum(g < 0.03 for g in speaking) / len(speaking)
+    apart = sum(g < 0.03 for g in listening) / len(listening)
+    assert together >= 0.3 and apart <= 0.2, (together, apart)
+    size = rig.cfg.audio.input.frame_ms * rig.cfg.audio.input.sample_rate // 1000 * 2
+    assert {len(f.data) for f in frames if t_speak + 0.3 <= f.t <= t_done - 0.3} == {size}
 
 
 def test_cold_press_with_slow_settings_loses_no_speech(make_rig: Any) -> None:

@@ -95,11 +95,12 @@ class FakeLink:
 
 
 class FakeMic:
-    """What the session told the mic: the gate and the uplink mode."""
+    """What the session told the mic: the gate, the uplink mode and the batch."""
 
     def __init__(self) -> None:
         self.live = False
         self.mode = UplinkMode.OFF
+        self.batched = False
         self.turn_ends = 0  # turn ends the session asked for
 
     def set_gate(self, live: bool) -> None:
@@ -111,6 +112,9 @@ class FakeMic:
 
     def set_uplink(self, mode: UplinkMode) -> None:
         self.mode = mode
+
+    def set_batched(self, batched: bool) -> None:
+        self.batched = batched
 
 
 class FakeLeds:
@@ -557,6 +561,14 @@ class Conversation(RuleBasedStateMachine):
         """Half duplex: the microphone never goes up while the agent's voice plays."""
         if self.cfg.audio.duplex == "half" and self.playback.audible:
             assert not self.mic.live, f"mic open while the agent speaks (state {self.session.state})"
+
+    @invariant()
+    def only_an_interruption_waits_for_a_batch(self) -> None:
+        """The user's own turn goes up frame by frame; frames wait for each other only while the
+        agent speaks (where the microphone is up for a voice barge-in)."""
+        if self.mic.batched:
+            assert self.session.state is State.SPEAKING and self.mic.live, \
+                f"uplink batched in state {self.session.state}"
 
     @invariant()
     def speaking_is_what_the_user_hears(self) -> None:

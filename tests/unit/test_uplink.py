@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from speakerd.events import State
@@ -64,3 +66,16 @@ def test_half_duplex_never_opens_the_mic_while_speaking() -> None:
                                 held=held, conversation=conversation, linked=linked, ready=ready,
                                 handing_over=handing_over)
             assert not got.live
+
+
+def test_frames_wait_for_each_other_only_while_the_agent_speaks_in_full_duplex() -> None:
+    """Batched: full duplex, state speaking, the mic up (for a voice barge-in); else each frame
+    goes up as it fills, the user's own turn above all."""
+    for mode, duplex, state in itertools.product(("hold", "toggle"), ("half", "full"), State):
+        for flags in range(32):
+            held, conversation, linked, ready, handing_over = (bool(flags >> i & 1) for i in range(5))
+            got = uplink_policy(hold=mode == "hold", full_duplex=duplex == "full", state=state,
+                                held=held, conversation=conversation, linked=linked, ready=ready,
+                                handing_over=handing_over)
+            want = duplex == "full" and state is State.SPEAKING and got.live
+            assert got.batched == want, (mode, duplex, state, flags)
