@@ -22,7 +22,8 @@ from typing import Any, Protocol
 
 ROOT = Path(__file__).resolve().parent.parent
 
-from speakerd.config import AudioOutputConfig  # noqa: E402 - bench.py puts ROOT on the path
+from speakerd import boards  # noqa: E402 - bench.py puts ROOT on the path
+from speakerd.config import AudioOutputConfig  # noqa: E402
 
 
 def now() -> float:
@@ -227,7 +228,7 @@ def base_config(rig_raw: dict[str, Any], *, out_rate: int, out_period_ms: int | 
 
 def full_duplex(pa: Any, emu: Any, tmp: Path, rig_raw: dict[str, Any], key: str, tone: bytes, *,
                 out_rate: int = 24000, out_period_ms: int | None = None,
-                extra_audio: dict[str, Any] | None = None, extra_leds: list[Any] | None = None,
+                extra_audio: dict[str, Any] | None = None, leds: list[Any] | None = None,
                 reply_seconds: float = 60.0,
                 frame_ms: int = 100, window: tuple[float, float] = (15.0, 45.0),
                 profile: Path | None = None) -> StreamResult:
@@ -238,7 +239,8 @@ def full_duplex(pa: Any, emu: Any, tmp: Path, rig_raw: dict[str, Any], key: str,
     emu.options.end_of_speech = 0.25
     cfg = base_config(rig_raw, out_rate=out_rate, out_period_ms=out_period_ms, duplex="full",
                       extra_audio=extra_audio)
-    cfg["leds"] = [*cfg["leds"], *(extra_leds or [])]
+    if leds is not None:
+        cfg["leds"] = leds
     proc = DaemonProcess(cfg, tmp / f"fd-{out_rate}-{out_period_ms}.json", key, pa.alsa_config,
                          reply_seconds + 120)
     try:
@@ -342,8 +344,17 @@ PERIODS_MS = (10, 20, 40, 80)
 FRAMES_MS = (20, 40, 80)
 _OUT = AudioOutputConfig()
 BUFFER_MS = _OUT.period_ms * _OUT.periods  # the grid keeps the default buffer's length
-# A ReSpeaker 4-Mic-sized ring of pixels: its animation thread pulses while the reply plays.
-RING = {"kind": "apa102", "pixels": 12, "spi_device": 1, "global_brightness": 8}
+
+
+def _board_leds(name: str) -> list[Any]:
+    profile = boards.board(name)
+    assert profile is not None, name
+    return [dict(led) for led in profile.config["leds"]]
+
+
+# The ReSpeaker 4-Mic Array's LEDs as its board profile sets them: its ring of 12 pixels, which
+# takes the place of the single LED (the profile's leds list replaces the config's).
+RING = _board_leds("respeaker-4mic")
 
 
 @dataclass
@@ -376,7 +387,7 @@ def run_section(pa: Any, emu: Any, tmp: Path, rig_raw: dict[str, Any], key: str,
     offline = not_connected(pa, rig_raw, tmp, key, seconds=idle_s)
     say("the workload with a 12-pixel LED ring ...")
     ring = full_duplex(pa, emu, tmp, rig_raw, key, tone, reply_seconds=grid_reply,
-                       window=grid_window, extra_leds=[RING])
+                       window=grid_window, leds=RING)
     grid: dict[tuple[int, int], float] = {}
     for rate in RATES:
         for period in PERIODS_MS:
@@ -403,7 +414,7 @@ def ring_runs(pa: Any, emu: Any, tmp: Path, rig_raw: dict[str, Any], key: str, t
         for ring in (False, True):
             say(f"run {i + 1}/{runs}, {'with' if ring else 'without'} the 12-pixel ring ...")
             out.append((ring, full_duplex(pa, emu, tmp, rig_raw, key, tone, reply_seconds=27.0,
-                                          window=(5.0, 25.0), extra_leds=[RING] if ring else None)))
+                                          window=(5.0, 25.0), leds=RING if ring else None)))
     return out
 
 

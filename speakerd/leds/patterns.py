@@ -18,7 +18,11 @@ RGB = tuple[float, float, float]  # each channel 0..1
 DARK: RGB = (0.0, 0.0, 0.0)
 UNIFORM = ("off", "on", "blink", "pulse")  # the effects that light every pixel alike
 
-FRAME_RATE = 25  # frames a second while a look moves: gpiozero's own pulse runs at 25
+FRAME_RATE = 25  # frames a second while a spinner or a meter moves
+# A pulse changes at most every PULSE_STRIDE frames (12.5 times a second): still a smooth breath
+# across a ring, and the animation thread wakes only that often for the whole of every reply
+# (speaking's pulse), as the single LED's pulse steps 10 times a second (leds/gpio.py).
+PULSE_STRIDE = 2
 METER_FLOOR_DB = -48.0  # a peak this far below full scale lights no pixel; 0 dBFS lights all
 METER_GLOW = 0.2  # the share of the colour every pixel keeps under a meter: it reads as listening
 
@@ -143,13 +147,14 @@ def next_change(p: Pattern, n: int, t: float) -> float | None:
 
 def next_level_change(p: Pattern, c: RGB, t: float) -> float:
     """For a uniform look of colour c (its brightness applied) drawn at frame time t: the next
-    frame time whose levels differ from t's. A slow or dim pulse holds a level for several
-    frames, and the animation sleeps through them rather than wake for a frame it would not send.
-    Bounded: one period of frames at most (the levels repeat with the period)."""
+    frame time, PULSE_STRIDE frames on or a multiple of that, whose levels differ from t's. A
+    slow or dim pulse holds a level for several frames, and the animation sleeps through them
+    rather than wake for a frame it would not send. Bounded: one period of frames at most (the
+    levels repeat with the period)."""
     k = round(t * FRAME_RATE)
     now = uniform_levels(c, share(p, t))
     frames = math.ceil((p.on_time + p.off_time) * FRAME_RATE)
-    for j in range(k + 1, k + frames):
+    for j in range(k + PULSE_STRIDE, k + frames, PULSE_STRIDE):
         if uniform_levels(c, share(p, j / FRAME_RATE)) != now:
             return j / FRAME_RATE
     return (k + frames) / FRAME_RATE

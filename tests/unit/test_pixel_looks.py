@@ -8,6 +8,7 @@ from speakerd.config import Pattern
 from speakerd.leds.apa102 import encode, encode_uniform, end_frame_bytes
 from speakerd.leds.patterns import (
     FRAME_RATE,
+    PULSE_STRIDE,
     METER_GLOW,
     PeakFollower,
     meter_fraction,
@@ -152,28 +153,35 @@ def levels_at(p: Pattern, c: tuple[float, float, float], k: int) -> tuple[int, i
 
 
 def test_a_slow_dim_pulse_wakes_only_when_its_level_changes() -> None:
-    """A pulse that holds a level for several frames is next drawn at the first frame whose levels
-    differ, never later: no frame it skips would have shown anything new."""
-    p, c = Pattern("pulse", 2.0, 2.0), (0.0, 0.0, 16 / 255)  # 16 levels up in 50 frames
+    """A pulse that holds a level for several steps is next drawn at the first step whose levels
+    differ, never later: no step it skips would have shown anything new."""
+    p, c = Pattern("pulse", 2.0, 2.0), (0.0, 0.0, 16 / 255)  # 16 levels up in 25 steps
     k, skipped = 0, 0
     while k < 150:
         later = next_level_change(p, c, k / FRAME_RATE)
         nxt = round(later * FRAME_RATE)
-        assert nxt > k
-        assert all(levels_at(p, c, j) == levels_at(p, c, k) for j in range(k + 1, nxt))
+        assert nxt > k and (nxt - k) % PULSE_STRIDE == 0
+        assert all(levels_at(p, c, j) == levels_at(p, c, k)
+                   for j in range(k + PULSE_STRIDE, nxt, PULSE_STRIDE))
         assert levels_at(p, c, nxt) != levels_at(p, c, k)
-        skipped += nxt - k - 1
+        skipped += (nxt - k) // PULSE_STRIDE - 1
         k = nxt
-    assert skipped > 50  # most frames of this pulse show nothing new
+    assert skipped > 25  # most steps of this pulse show nothing new
 
 
-def test_the_default_pulse_changes_at_every_frame() -> None:
-    """speaking's 1.2 s green pulse moves by several levels a frame: 25 frames/s are all needed."""
+def test_the_default_pulse_steps_every_other_frame() -> None:
+    """speaking's 1.2 s green pulse moves by several levels a step, and steps 12.5 times a
+    second: every PULSE_STRIDE frames (two at its peak, whose levels repeat), never between."""
     p, c = Pattern("pulse", 0.6, 0.6), (0.0, 128 / 255, 0.0)
-    assert all(next_level_change(p, c, k / FRAME_RATE) == pytest.approx((k + 1) / FRAME_RATE)
-               for k in range(60))
-    steps = [abs(levels_at(p, c, k + 1)[1] - levels_at(p, c, k)[1]) for k in range(30)]
-    assert min(steps) >= 4
+    assert FRAME_RATE / PULSE_STRIDE == 12.5
+    k, drawn = 0, [0]
+    while k < 60:
+        k = round(next_level_change(p, c, k / FRAME_RATE) * FRAME_RATE)
+        drawn.append(k)
+    gaps = [b - a for a, b in zip(drawn, drawn[1:])]
+    assert set(gaps) <= {PULSE_STRIDE, 2 * PULSE_STRIDE} and gaps.count(PULSE_STRIDE) >= len(gaps) - 2
+    steps = [abs(levels_at(p, c, b)[1] - levels_at(p, c, a)[1]) for a, b in zip(drawn, drawn[1:])]
+    assert min(steps) >= 8
 
 
 def test_a_pulse_that_never_changes_level_is_checked_once_a_period() -> None:
