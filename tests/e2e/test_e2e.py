@@ -118,7 +118,7 @@ def test_full_duplex_batches_the_mic_only_while_the_agent_speaks(make_rig: Any) 
 
     def gaps(start: float, end: float) -> list[float]:
         times = [f.t for f in frames if start <= f.t <= end]
-        return [b - a for a, b in zip(times, times[1:])]
+        return [b - a for a, b in zip(times, times[1:], strict=False)]
 
     # Hand-overs two at a time arrive microseconds apart; one at a time, a frame's length apart
     # (a busy machine can bunch a few: hence shares, not every gap).

@@ -8,8 +8,8 @@ from speakerd.config import Pattern
 from speakerd.leds.apa102 import encode, encode_uniform, end_frame_bytes
 from speakerd.leds.patterns import (
     FRAME_RATE,
-    PULSE_STRIDE,
     METER_GLOW,
+    PULSE_STRIDE,
     PeakFollower,
     meter_fraction,
     moves,
@@ -178,9 +178,9 @@ def test_the_default_pulse_steps_every_other_frame() -> None:
     while k < 60:
         k = round(next_level_change(p, c, k / FRAME_RATE) * FRAME_RATE)
         drawn.append(k)
-    gaps = [b - a for a, b in zip(drawn, drawn[1:])]
+    gaps = [b - a for a, b in zip(drawn, drawn[1:], strict=False)]
     assert set(gaps) <= {PULSE_STRIDE, 2 * PULSE_STRIDE} and gaps.count(PULSE_STRIDE) >= len(gaps) - 2
-    steps = [abs(levels_at(p, c, b)[1] - levels_at(p, c, a)[1]) for a, b in zip(drawn, drawn[1:])]
+    steps = [abs(levels_at(p, c, b)[1] - levels_at(p, c, a)[1]) for a, b in zip(drawn, drawn[1:], strict=False)]
     assert min(steps) >= 8
 
 
