@@ -178,9 +178,10 @@ def test_the_default_pulse_steps_every_other_frame() -> None:
     while k < 60:
         k = round(next_level_change(p, c, k / FRAME_RATE) * FRAME_RATE)
         drawn.append(k)
-    gaps = [b - a for a, b in zip(drawn, drawn[1:], strict=False)]
+    pairs = list(zip(drawn, drawn[1:], strict=False))
+    gaps = [b - a for a, b in pairs]
     assert set(gaps) <= {PULSE_STRIDE, 2 * PULSE_STRIDE} and gaps.count(PULSE_STRIDE) >= len(gaps) - 2
-    steps = [abs(levels_at(p, c, b)[1] - levels_at(p, c, a)[1]) for a, b in zip(drawn, drawn[1:], strict=False)]
+    steps = [abs(levels_at(p, c, b)[1] - levels_at(p, c, a)[1]) for a, b in pairs]
     assert min(steps) >= 8
 
 
