@@ -30,13 +30,6 @@ SILENCE_PACE = 0.24
 # ... but only once the gate has been shut this long: a server that ends the turn on counted
 # silence (Nova's end of speech) must count the first second after a release frame by frame.
 SILENCE_SETTLE = 1.5
-# Live frames go up this much at a time while batched (the agent speaking in full duplex, where
-# the microphone is up only for the user to interrupt by voice): two 80 ms frames, the chunk
-# Deepgram advises for Flux, every 160 ms, so the mic and the socket's thread wake half as often
-# for the longest stretch of a full-duplex conversation. The server hears an interruption's
-# first words up to one frame later (40 ms on average at 80 ms frames); frames of 160 ms or
-# more are not batched.
-BATCH_PACE = 0.16
 
 
 def _available(source: Source) -> int | None:
@@ -55,7 +48,8 @@ class Mic:
     """
 
     def __init__(self, open_source: Callable[[], Source], fmt: AudioFormat,
-                 sink: FrameSink, *, frame_periods: int = 1, buffer_seconds: float = 10.0,
+                 sink: FrameSink, *, frame_periods: int = 1, batch_frames: int = 1,
+                 buffer_seconds: float = 10.0,
                  on_device: Callable[[bool, str], None] | None = None,
                  on_first_send: Callable[[float], None] | None = None,
                  on_turn_end: Callable[[int, float], None] | None = None,
@@ -68,6 +62,7 @@ class Mic:
                                     buffer_seconds=buffer_seconds, on_first_send=on_first_send,
                                     clock=clock, log=log)
         self._frame_periods = self._frames.frame_periods
+        self._batch_frames = max(1, batch_frames)  # see set_batched()
         self._send = self._frames.send  # called before every block: hands the ready frames over
         self._handle = self._frames.handle
         self._device: DeviceSlot[Source] = DeviceSlot("microphone", "capture", open_source, log=log,
@@ -118,9 +113,9 @@ class Mic:
         self._wake.ring()
 
     def set_batched(self, batched: bool) -> None:
-        """True: live frames go up BATCH_PACE at a time; False: each as soon as it is full."""
-        frame = self._fmt.period_seconds * self._frame_periods
-        self._frames.set_batch(max(1, int(BATCH_PACE / frame + 1e-9)) if batched else 1)
+        """True: live frames go up `batch_frames` at a time (the agent speaking in full duplex:
+        see AudioInputConfig.speaking_batch_ms); False: each as soon as it is full."""
+        self._frames.set_batch(self._batch_frames if batched else 1)
         # A shorter batch is due sooner: a sleeping thread looks again at once.
         self._wake.ring()
 

@@ -105,6 +105,7 @@ class Parts:
                 hooks.open_source or (lambda: open_source(cfg.audio.input)),
                 AudioFormat.from_input(cfg.audio.input), self.router,
                 frame_periods=cfg.audio.input.frame_ms // cfg.audio.input.period,
+                batch_frames=cfg.audio.input.batch_frames,
                 buffer_seconds=cfg.audio.input.connect_buffer_seconds,
                 on_device=lambda ok, msg: post(DeviceChanged("microphone", ok, msg)),
                 on_first_send=lambda t: post(UplinkStarted(t)),

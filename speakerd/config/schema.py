@@ -143,12 +143,27 @@ class AudioInputConfig:
     # Audio per uplink message: a whole number of periods. 80 ms is what Deepgram advises for
     # Flux; each message costs a thread hop and a websocket frame, so fewer cost less CPU.
     frame_ms: int = _opt(80, min=5, max=250)
+    # While the agent speaks in full duplex the microphone is up only so that the user can
+    # interrupt by voice, and its frames go up this much audio at a time (whole frames): three
+    # 80 ms frames every 240 ms, so the mic and the socket's thread wake a third as often for
+    # the longest stretch of a full-duplex conversation. The server hears an interruption's
+    # first words up to 160 ms later (80 ms on average). Less than two frames: each goes as it
+    # fills. The user's own turn, and an interruption once heard, always go frame by frame.
+    speaking_batch_ms: int = _opt(240, min=0, max=480)
     connect_buffer_seconds: float = _opt(10.0, min=0.5, max=60)
 
     @property
     def period(self) -> int:
         """The capture period in ms (the half-duplex one where no AudioConfig filled it in)."""
         return HALF_DUPLEX_PERIOD_MS if self.period_ms is None else self.period_ms
+
+    @property
+    def batch_frames(self) -> int:
+        """Uplink frames per hand-over while the agent speaks in full duplex: speaking_batch_ms
+        in whole frames, at most what the capture buffer holds with two periods to spare (the
+        thread sleeps while a batch is captured), at least 1."""
+        room = (self.periods - 2) * self.period // self.frame_ms
+        return max(1, min(self.speaking_batch_ms // self.frame_ms, room))
 
 
 @dataclass(frozen=True)

@@ -247,7 +247,7 @@ def test_a_batch_hands_frames_over_two_at_a_time_then_one(pulse_audio: PulseServ
         up.source = ReadLog(open_source(pulse_audio.input_config()))
         return up.source
 
-    mic = Mic(open_logged, FMT, up, frame_periods=4)
+    mic = Mic(open_logged, FMT, up, frame_periods=4, batch_frames=2)
     mic.set_gate(True)
     mic.set_uplink(UplinkMode.STREAM)
     mic.set_batched(True)

@@ -102,8 +102,8 @@ def test_user_started_speaking_in_full_duplex_stops_playback(make_rig: Any) -> N
 
 
 def test_full_duplex_batches_the_mic_only_while_the_agent_speaks(make_rig: Any) -> None:
-    """Full duplex: while the agent speaks, whole 80 ms frames reach the server two at a time;
-    while the user speaks, one at a time."""
+    """Full duplex: while the agent speaks, whole 80 ms frames reach the server a batch at a
+    time (three by default); while the user speaks, one at a time."""
     rig = make_rig(audio={"duplex": "full"})
     rig.emulator.options.reply_seconds = 4.0
     rig.press()
@@ -120,7 +120,7 @@ def test_full_duplex_batches_the_mic_only_while_the_agent_speaks(make_rig: Any) 
         times = [f.t for f in frames if start <= f.t <= end]
         return [b - a for a, b in zip(times, times[1:], strict=False)]
 
-    # Hand-overs two at a time arrive microseconds apart; one at a time, a frame's length apart
+    # Frames handed over together arrive microseconds apart; one at a time, a frame's length apart
     # (a busy machine can bunch a few: hence shares, not every gap).
     speaking, listening = gaps(t_speak + 0.3, t_done - 0.3), gaps(t_listen + 0.3, t_spoken)
     together = sum(g < 0.03 for g in speaking) / len(speaking)
