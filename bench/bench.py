@@ -574,7 +574,7 @@ def main() -> int:
                 runs = cpu.ring_runs(pa, emu, tmp, Rig(pa, emu, tmp / "cpu").raw, KEY, tone(0.4),
                                      runs=args.ring,
                                      say=lambda line: print(line, file=sys.stderr, flush=True))
-                print(f"streaming workload (s 5-25 of a 27 s reply), {machine()}")
+                print(f"streaming workload (s 15-45 of a 60 s reply), {machine()}")
                 print("\n".join(cpu.ring_lines(runs)))
                 return 0
             if args.sdk:

@@ -386,8 +386,9 @@ def run_section(pa: Any, emu: Any, tmp: Path, rig_raw: dict[str, Any], key: str,
     say(f"not connected ({idle_s:.0f} s) ...")
     offline = not_connected(pa, rig_raw, tmp, key, seconds=idle_s)
     say("the workload with a 12-pixel LED ring ...")
-    ring = full_duplex(pa, emu, tmp, rig_raw, key, tone, reply_seconds=grid_reply,
-                       window=grid_window, leds=RING)
+    # The streaming workload itself (the goal's window), with the 4-Mic Array's LEDs.
+    ring = full_duplex(pa, emu, tmp, rig_raw, key, tone, reply_seconds=reply, window=window,
+                       leds=RING)
     grid: dict[tuple[int, int], float] = {}
     for rate in RATES:
         for period in PERIODS_MS:
@@ -407,14 +408,15 @@ def run_section(pa: Any, emu: Any, tmp: Path, rig_raw: dict[str, Any], key: str,
 
 def ring_runs(pa: Any, emu: Any, tmp: Path, rig_raw: dict[str, Any], key: str, tone: bytes, *,
               runs: int, say: Any = print) -> list[tuple[bool, StreamResult]]:
-    """The workload without and with the ring, alternately, `runs` times each, with the window of
-    run_section's ring run: on a shared machine the load drifts, so the pairs are side by side."""
+    """The workload without and with the ring, alternately, `runs` times each, with run_section's
+    window (60 s reply, 15-45 s): on a shared machine the load drifts, so the pairs are side by
+    side."""
     out: list[tuple[bool, StreamResult]] = []
     for i in range(runs):
         for ring in (False, True):
             say(f"run {i + 1}/{runs}, {'with' if ring else 'without'} the 12-pixel ring ...")
-            out.append((ring, full_duplex(pa, emu, tmp, rig_raw, key, tone, reply_seconds=27.0,
-                                          window=(5.0, 25.0), leds=RING if ring else None)))
+            out.append((ring, full_duplex(pa, emu, tmp, rig_raw, key, tone, reply_seconds=60.0,
+                                          window=(15.0, 45.0), leds=RING if ring else None)))
     return out
 
 
