@@ -51,4 +51,6 @@ def uplink_policy(*, hold: bool, full_duplex: bool, state: State, held: bool, co
         mode = UplinkMode.BUFFER
     else:
         mode = UplinkMode.OFF
+    # A held button too: the agent answers while it is held only once the server has ended the
+    # turn (a pause, with Nova), so words said after that are an interruption like any other.
     return Uplink(live, mode, batched=live and speaking)

@@ -137,9 +137,10 @@ class AudioInputConfig:
     sample_rate: int = _opt(16000, min=8000, max=48000)
     # None: by the duplex mode (AudioConfig fills it in; see HALF_DUPLEX_PERIOD_MS).
     period_ms: int | None = _opt(None, min=5, max=100)
-    # Deep on purpose: capture latency is one period whatever the buffer, and 200 ms rides out
-    # a stall of the mic thread (e.g. while the socket connects) without losing speech.
-    periods: int = _opt(10, min=2, max=32)
+    # Deep on purpose: capture latency is one period whatever the buffer, and the buffer rides
+    # out a stall of the mic thread (e.g. while the socket connects) without losing speech:
+    # 320 ms in half duplex, 640 ms in full, where half of it may hold a speaking batch.
+    periods: int = _opt(16, min=2, max=32)
     # Audio per uplink message: a whole number of periods. 80 ms is what Deepgram advises for
     # Flux; each message costs a thread hop and a websocket frame, so fewer cost less CPU.
     frame_ms: int = _opt(80, min=5, max=250)
@@ -160,9 +161,9 @@ class AudioInputConfig:
     @property
     def batch_frames(self) -> int:
         """Uplink frames per hand-over while the agent speaks in full duplex: speaking_batch_ms
-        in whole frames, at most what the capture buffer holds with two periods to spare (the
-        thread sleeps while a batch is captured), at least 1."""
-        room = (self.periods - 2) * self.period // self.frame_ms
+        in whole frames, at least 1, and at most half the capture buffer: the thread sleeps
+        while a batch is captured, and the other half still rides out a stall of the thread."""
+        room = self.periods * self.period // 2 // self.frame_ms
         return max(1, min(self.speaking_batch_ms // self.frame_ms, room))
 
 

@@ -623,15 +623,16 @@ def test_the_speakers_write_step_divides_the_period_and_is_at_most_20_ms(
 
 
 def test_the_speaking_batch_is_whole_frames_that_fit_the_capture_buffer() -> None:
-    """Three 80 ms frames by default; whole frames of what is asked; never more than the capture
-    buffer holds with two periods to spare; 0 (or less than a frame) means one at a time."""
+    """Three 80 ms frames by default; whole frames of what is asked; never more than half the
+    capture buffer; 0 (or less than a frame) means one at a time."""
     def frames(**inp: Any) -> int:
         return parse_config({"audio": {"duplex": "full", "input": inp}}).audio.input.batch_frames
     assert frames() == 3
     assert frames(speaking_batch_ms=200) == 2
     assert frames(speaking_batch_ms=0) == frames(speaking_batch_ms=79) == 1
-    assert frames(periods=6) == 2  # 6 x 40 ms: 160 ms with two periods to spare
-    assert frames(period_ms=10) == 1  # 10 x 10 ms: 80 ms to spare, one frame
+    assert frames(periods=10) == 2  # 10 x 40 ms: half of it holds two frames
+    assert frames(periods=6) == 1
+    assert frames(period_ms=10) == 1  # 16 x 10 ms: half of it holds one
 
 
 def test_the_capture_period_follows_the_duplex_mode_unless_set() -> None:

@@ -564,11 +564,11 @@ class Conversation(RuleBasedStateMachine):
 
     @invariant()
     def only_an_interruption_waits_for_a_batch(self) -> None:
-        """The user's own turn goes up frame by frame; frames wait for each other only while the
-        agent speaks (where the microphone is up for a voice barge-in)."""
-        if self.mic.batched:
-            assert self.session.state is State.SPEAKING and self.mic.live, \
-                f"uplink batched in state {self.session.state}"
+        """The user's own turn goes up frame by frame; frames wait for each other exactly while
+        the agent speaks in full duplex (the mic is up for a voice barge-in)."""
+        want = (self.cfg.audio.duplex == "full" and self.session.state is State.SPEAKING
+                and self.mic.live)
+        assert self.mic.batched == want, f"uplink batched {self.mic.batched} in state {self.session.state}"
 
     @invariant()
     def speaking_is_what_the_user_hears(self) -> None:
